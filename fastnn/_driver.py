@@ -1,0 +1,224 @@
+"""The driver: validated arrays -> flat buffers -> compiled loop -> arrays out.
+
+``train`` packs the parameters into one flat buffer, runs the compiled
+``train_loop`` over chunks of epochs (about 0.1 s each, so Ctrl-C, callbacks and
+progress stay responsive), and after every chunk writes the parameters back into
+the user's arrays. The user's arrays therefore always hold the end of a
+completed, finite epoch, whatever interrupts training.
+"""
+
+import sys
+import time
+
+import numpy as np
+
+from . import kernels as K
+from ._errors import DivergenceError
+from ._validate import check_network, check_predict, check_schedule
+
+CHUNK_SECONDS = 0.1           # target wall time of one compiled call
+MAX_ORDER_ELEMENTS = 1 << 22  # cap on the row orders drawn ahead for one chunk
+PREDICT_ROWS = 4096           # rows per batch in predict
+
+
+class _Packed:
+    """The network as the kernels see it: a flat parameter buffer and its table."""
+
+    def __init__(self, net):
+        self.net = net
+        n_layers = len(net.weights)
+        table = np.zeros((n_layers, 5), np.int64)
+        off = 0
+        for i, w in enumerate(net.weights):
+            table[i, K.N_IN], table[i, K.N_OUT] = w.shape
+            table[i, K.ACT] = net.activations[i]
+            table[i, K.W_OFF] = off
+            off += w.size
+        for i, b in enumerate(net.biases):
+            table[i, K.B_OFF] = -1 if b is None else off
+            off += 0 if b is None else b.size
+        self.table = table
+        self.params = np.empty(off, net.dtype)
+        self.views = []  # (user array, flat view shaped like it)
+        for i, w in enumerate(net.weights):
+            o = table[i, K.W_OFF]
+            self.views.append((w, self.params[o:o + w.size].reshape(w.shape)))
+        for i, b in enumerate(net.biases):
+            if b is not None:
+                o = table[i, K.B_OFF]
+                self.views.append((b, self.params[o:o + b.size].reshape(b.shape)))
+        self.load()
+
+    def load(self):
+        """user arrays -> flat buffer"""
+        for user, flat in self.views:
+            np.copyto(flat, user)
+
+    def store(self):
+        """flat buffer -> user arrays (any strides: slices and Fortran order are fine)"""
+        for user, flat in self.views:
+            np.copyto(user, flat)
+
+
+def _readonly(a):
+    # One compiled signature per dtype: data always reaches the kernels read-only.
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _check_hooks(print_every, callback, callback_every, progress):
+    for name, value in (("print_every", print_every), ("callback_every", callback_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < 1):
+            raise (TypeError if not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+                   else ValueError)(f"{name} must be None or an int >= 1, found {value!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(epoch, loss), "
+                        f"found {type(callback).__name__}")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, found {type(progress).__name__}")
+
+
+class _Progress:
+    """tqdm if installed, else one updating line on stderr."""
+
+    def __init__(self, total):
+        self.total = total
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self.bar = None
+            self.start = time.perf_counter()
+        else:
+            self.bar = tqdm(total=total, unit="epoch")
+
+    def update(self, done, loss):
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
+        else:
+            elapsed = time.perf_counter() - self.start
+            sys.stderr.write(f"\repoch {done}/{self.total}  loss {loss:.6g}  {elapsed:.1f}s")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write("\n")
+
+
+def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epochs,
+          batch_size=None, shuffle=False, seed=None, check_finite=True,
+          print_every=None, callback=None, callback_every=1, progress=False):
+    """Train a dense network in place; returns the loss history (float64, one per epoch).
+
+    See the README for the exact formulas. Weights (and biases) are updated in
+    place, like ``w -= lr * grad`` in a NumPy loop.
+    """
+    lr, epochs, batch_size = check_schedule(lr, epochs, batch_size, shuffle, seed)
+    _check_hooks(print_every, callback, callback_every, progress)
+    net = check_network(x, y, weights, biases, activation, loss)
+    packed = _Packed(net)
+    if check_finite and not np.isfinite(packed.params).all():
+        raise ValueError("weights and biases must be finite before training "
+                         "(or pass check_finite=False)")
+    n_rows = net.x.shape[0]
+    batch = n_rows if batch_size is None else min(batch_size, n_rows)
+    n_steps = -(-n_rows // batch)
+    work = np.empty(K.workspace_size(net.widths, batch), net.dtype)
+    cfg = np.array([net.loss, batch, K.CHECK_LOSS if check_finite else K.CHECK_NONE], np.int64)
+    xr, yr = _readonly(net.x), _readonly(net.y)
+    rng = np.random.default_rng(seed) if shuffle else None
+    no_order = np.empty((0, 0), np.int64)
+
+    def run(count, start, orders, check=None):
+        """count epochs from the flat buffer's state; returns the kernel's status"""
+        c = cfg if check is None else np.array([cfg[0], cfg[1], check], np.int64)
+        order = no_order if orders is None else orders[start:start + count]
+        return K.train_loop(history[start_epoch + start:start_epoch + start + count],
+                            packed.params, work, packed.table, c, lr, xr, yr, order)
+
+    history = np.zeros(epochs, np.float64)
+    # work per epoch, in multiply-adds plus a per-step overhead, to size the first chunk
+    work_per_epoch = 3 * n_rows * sum(a * b for a, b in zip(net.widths, net.widths[1:]))
+    work_per_epoch += 500 * n_steps * len(net.weights)
+    rate = 1e9  # work units per second; re-measured after every chunk
+    bar = _Progress(epochs) if progress else None
+    start_epoch = 0
+    synced = True  # the flat buffer holds a completed epoch
+    try:
+        while start_epoch < epochs:
+            count = int(min(epochs - start_epoch,
+                            max(1, CHUNK_SECONDS * rate / work_per_epoch)))
+            if callback is not None:  # stop right after the next epoch that calls back
+                count = min(count, callback_every - start_epoch % callback_every)
+            orders = None
+            if rng is not None:
+                count = min(count, max(1, MAX_ORDER_ELEMENTS // n_rows))
+                orders = np.empty((count, n_rows), np.int64)
+                for i in range(count):
+                    orders[i] = rng.permutation(n_rows)
+            t0 = time.perf_counter()
+            synced = False
+            status = run(count, 0, orders)
+            elapsed = time.perf_counter() - t0
+            if status != count:  # a loss or a parameter became non-finite
+                bad = _locate_divergence(packed, run, count, orders)
+                history = history[:start_epoch + bad]
+                synced = True
+                last = float(history[-1]) if len(history) else None
+                raise DivergenceError(start_epoch + bad, last, history, lr)
+            synced = True
+            packed.store()
+            rate = min(8 * rate, count * work_per_epoch / max(elapsed, 1e-6))
+            end = start_epoch + count
+            stop = _report(history, start_epoch, end, print_every, callback, callback_every)
+            if bar is not None:
+                bar.update(end, history[end - 1])
+            start_epoch = end
+            if stop:
+                history = history[:end]
+                break
+    except KeyboardInterrupt:
+        if synced and not (check_finite and not K.all_finite(packed.params)):
+            packed.store()  # finish (or redo) the write-back of a completed epoch
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _locate_divergence(packed, run, count, orders):
+    """Replay the chunk from the user's arrays to find the first bad epoch, and
+    leave the user's arrays at the end of the epoch before it."""
+    packed.load()
+    bad = run(count, 0, orders, check=K.CHECK_EACH_EPOCH)
+    packed.load()
+    if bad > 0:
+        run(bad, 0, orders, check=K.CHECK_NONE)
+        packed.store()
+    return bad
+
+
+def _report(history, start, end, print_every, callback, callback_every):
+    """Print and call back for the epochs just finished; True means stop."""
+    for epoch in range(start, end):
+        if print_every and epoch % print_every == 0:
+            print(epoch, history[epoch])
+    if callback is not None and end % callback_every == 0:
+        return callback(end - 1, float(history[end - 1])) is False
+    return False
+
+
+def predict(x, weights, biases=None, *, activation="relu"):
+    """The network's output for x: array of shape (N, D_out) in the weights' dtype."""
+    net = check_predict(x, weights, biases, activation)
+    packed = _Packed(net)
+    rows = min(net.x.shape[0], PREDICT_ROWS)
+    work = np.empty(K.workspace_size(net.widths, rows, with_grad=False), net.dtype)
+    out = np.empty((net.x.shape[0], net.widths[-1]), net.dtype)
+    K.predict_loop(out, packed.params, work, packed.table, _readonly(net.x))
+    return out

@@ -1,0 +1,24 @@
+"""Exceptions raised by fastnn."""
+
+
+class DivergenceError(ArithmeticError):
+    """Training produced a non-finite loss or parameter.
+
+    The weights and biases hold the values from the end of the last epoch whose
+    loss and parameters were finite. Attributes:
+
+    * ``epoch``: the first epoch (0-based) whose loss or parameters were not finite;
+    * ``last_loss``: the last finite epoch loss, or None if epoch 0 failed;
+    * ``history``: float64 array of the finite epoch losses, ``history[:epoch]``.
+    """
+
+    def __init__(self, epoch, last_loss, history, lr):
+        self.epoch = epoch
+        self.last_loss = last_loss
+        self.history = history
+        last = ("no epoch finished with finite values" if last_loss is None
+                else f"the last finite loss was {last_loss!r} at epoch {epoch - 1}")
+        super().__init__(
+            f"training diverged at epoch {epoch}: the loss or a parameter became "
+            f"non-finite ({last}); the weights hold the end of the last finite epoch. "
+            f"Try a smaller lr than {lr!r}, or pass check_finite=False for NumPy's behaviour.")

@@ -1,0 +1,43 @@
+"""fastnn.kernels: the compiled building blocks behind ``fastnn.train``.
+
+Import as ``fastnn.kernels`` (this folder installs under the fastnn package).
+Every function is a Numba ``@njit`` dispatcher, callable from Python or from
+your own ``@njit`` code. Arrays are feature-major: an activation has shape
+(units, batch). Outputs come first in every signature.
+
+Layer kernels (``layers.py``)::
+
+    dense_forward(a_out, a_in, w, b, act)
+    dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep)
+    activation_forward(a, act) / activation_backward(d, a, act)
+    loss_forward_backward(d, pred, y, loss) -> float
+
+Whole loops (``loop.py``)::
+
+    train_loop(losses, params, work, net, cfg, lr, x, y, order) -> int
+    predict_loop(out, params, work, net, x)
+    loss_and_grad(grads, params, work, net, cfg, x, y) -> float
+"""
+
+from .blas import gemm
+from .layers import (IDENTITY, MSE, RELU, SIGMOID, SSE, TANH, activation_backward,
+                     activation_forward, dense_backward, dense_forward,
+                     loss_forward_backward)
+from .loop import (ACT, B_OFF, BATCH, CHECK, CHECK_EACH_EPOCH, CHECK_LOSS, CHECK_NONE,
+                   LOSS, N_IN, N_OUT, PARAMS_NOT_FINITE, W_OFF, all_finite, load_batch,
+                   loss_and_grad, network_backward, network_forward, predict_loop,
+                   train_loop, workspace_size)
+
+#: activation name -> integer code passed to the kernels
+ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
+#: loss name -> integer code passed to the kernels
+LOSSES = {"sse": SSE, "mse": MSE}
+
+__all__ = [
+    "ACTIVATIONS", "LOSSES", "IDENTITY", "RELU", "SIGMOID", "TANH", "SSE", "MSE",
+    "activation_forward", "activation_backward", "dense_forward", "dense_backward",
+    "loss_forward_backward", "gemm", "load_batch", "network_forward", "network_backward",
+    "train_loop", "predict_loop", "loss_and_grad", "all_finite", "workspace_size",
+    "N_IN", "N_OUT", "ACT", "W_OFF", "B_OFF", "LOSS", "BATCH", "CHECK",
+    "CHECK_NONE", "CHECK_LOSS", "CHECK_EACH_EPOCH", "PARAMS_NOT_FINITE",
+]

@@ -1,0 +1,62 @@
+"""Every Numba option fastnn uses lives here (numba-stats ``_util._jit`` style).
+
+All kernels are compiled with the same options:
+
+* ``nogil=True``: training from several Python threads runs in parallel.
+* ``error_model="numpy"``: division by zero gives inf/nan like NumPy, never raises.
+* ``fastmath=FASTMATH``: only flags that keep NaN/Inf semantics, so divergence
+  stays detectable. ``reassoc`` lets reductions vectorize; ``contract`` allows FMA.
+* ``cache=True`` through :class:`TolerantCache`, which never lets a cache problem
+  (unwritable directory, truncated or foreign file) become an exception.
+"""
+
+import warnings
+
+import numba
+from numba.core.caching import FunctionCache
+
+# Never 'nnan'/'ninf': those would let LLVM assume finiteness and hide divergence.
+FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
+
+OPTIONS = dict(nogil=True, error_model="numpy", fastmath=set(FASTMATH))
+
+
+class TolerantCache(FunctionCache):
+    """A Numba on-disk cache that degrades to in-memory compilation.
+
+    A cache file that cannot be read or written (read-only install, full disk,
+    a file truncated by a crash, concurrent writers as in numba issue 4807)
+    costs a recompilation and at most a warning, never an exception. A loaded
+    entry whose signature is not the one asked for is discarded.
+    """
+
+    def load_overload(self, sig, target_context):
+        try:
+            cres = super().load_overload(sig, target_context)
+        except Exception as exc:  # corrupt or truncated cache file
+            warnings.warn(f"fastnn: ignoring unreadable Numba cache for "
+                          f"{self._name} ({type(exc).__name__}: {exc}); recompiling",
+                          RuntimeWarning, stacklevel=2)
+            return None
+        if cres is not None and tuple(cres.signature.args) != tuple(sig):
+            return None
+        return cres
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as exc:  # unwritable location: keep the in-memory code
+            warnings.warn(f"fastnn: could not write the Numba cache for "
+                          f"{self._name} ({type(exc).__name__}: {exc})",
+                          RuntimeWarning, stacklevel=2)
+
+
+def jit(fn):
+    """``numba.njit`` with fastnn's options and a cache that cannot fail."""
+    dispatcher = numba.njit(**OPTIONS)(fn)
+    if not numba.config.DISABLE_JIT:
+        try:
+            dispatcher._cache = TolerantCache(dispatcher.py_func)
+        except Exception:  # no writable cache location at all: compile in memory
+            pass
+    return dispatcher

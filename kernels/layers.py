@@ -1,0 +1,157 @@
+"""One dense layer and the loss: forward/backward pairs, outputs first.
+
+Layout is feature-major: an activation array has shape (units, batch), so the
+batch is the contiguous axis and loops over it vectorize even when a layer has
+only a handful of units. Weights keep the user's (n_in, n_out) shape.
+
+Activation and loss are integer codes (the names are in ``fastnn.kernels``),
+so one compiled kernel serves every network.
+"""
+
+import numpy as np
+
+from ._jit import jit
+from .blas import gemm
+
+IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
+SSE, MSE = 0, 1
+
+
+@jit
+def _use_blas(n_in, n_out, m):
+    # Below ~32k multiply-adds the call overhead of BLAS dominates (measured).
+    return n_in * n_out * m >= 32768 and n_in >= 8 and n_out >= 8
+
+
+@jit
+def activation_forward(a, act):
+    # a (n, m) in place: z -> act(z)
+    n, m = a.shape
+    if act == IDENTITY:
+        return
+    for j in range(n):
+        row = a[j]
+        if act == RELU:
+            for t in range(m):
+                z = row[t]
+                row[t] = 0.0 if z <= 0.0 else z  # NaN stays NaN, as np.maximum
+        elif act == SIGMOID:
+            for t in range(m):
+                row[t] = 1.0 / (1.0 + np.exp(-row[t]))
+        else:
+            for t in range(m):
+                row[t] = np.tanh(row[t])
+
+
+@jit
+def activation_backward(d, a, act):
+    # d (n, m) *= act'(z), from the activation's output a = act(z) (n, m)
+    n, m = d.shape
+    if act == IDENTITY:
+        return
+    for j in range(n):
+        drow = d[j]
+        arow = a[j]
+        if act == RELU:
+            for t in range(m):
+                drow[t] = drow[t] if arow[t] > 0.0 else 0.0
+        elif act == SIGMOID:
+            for t in range(m):
+                s = arow[t]
+                drow[t] = drow[t] * (s * (1.0 - s))
+        else:
+            for t in range(m):
+                s = arow[t]
+                drow[t] = drow[t] * (1.0 - s * s)
+
+
+@jit
+def dense_forward(a_out, a_in, w, b, act):
+    # a_out (n_out, m) = act(w.T @ a_in + b[:, None]); a_in (n_in, m), w (n_in, n_out), b (n_out,) or (0,)
+    n_in, m = a_in.shape
+    n_out = a_out.shape[0]
+    has_bias = b.shape[0] > 0
+    if _use_blas(n_in, n_out, m):
+        if has_bias:
+            for j in range(n_out):
+                a_out[j, :] = b[j]
+        gemm(a_out, w, a_in, True, False, 1.0, 1.0 if has_bias else 0.0)
+        activation_forward(a_out, act)
+        return
+    for j in range(n_out):
+        row = a_out[j]
+        bj = b[j] if has_bias else 0.0
+        for t in range(m):
+            row[t] = bj
+        for i in range(n_in):
+            wij = w[i, j]
+            src = a_in[i]
+            for t in range(m):
+                row[t] += wij * src[t]
+    activation_forward(a_out, act)
+
+
+@jit
+def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
+    # d_in (n_in, m) = (w @ d_out) * act_in'(a_in), skipped when d_in is (0, 0);
+    # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T;  gb (n_out,) likewise with sum(d_out).
+    # gw, gb may be w, b themselves (scale = -lr, keep = 1): d_in uses w before it is updated.
+    n_in, m = a_in.shape
+    n_out = d_out.shape[0]
+    blas = _use_blas(n_in, n_out, m)
+    if d_in.shape[0] > 0:
+        if blas:
+            gemm(d_in, w, d_out, False, False, 1.0, 0.0)
+        else:
+            for i in range(n_in):
+                row = d_in[i]
+                for t in range(m):
+                    row[t] = 0.0
+                for j in range(n_out):
+                    wij = w[i, j]
+                    src = d_out[j]
+                    for t in range(m):
+                        row[t] += wij * src[t]
+        activation_backward(d_in, a_in, act_in)
+    if gb.shape[0] > 0:
+        for j in range(n_out):
+            s = 0.0
+            src = d_out[j]
+            for t in range(m):
+                s += src[t]
+            gb[j] = scale * s if keep == 0.0 else keep * gb[j] + scale * s
+    if blas:
+        gemm(gw, a_in, d_out, False, True, scale, keep)
+        return
+    for i in range(n_in):
+        ai = a_in[i]
+        for j in range(n_out):
+            dj = d_out[j]
+            s = 0.0
+            for t in range(m):
+                s += ai[t] * dj[t]
+            gw[i, j] = scale * s if keep == 0.0 else keep * gw[i, j] + scale * s
+
+
+@jit
+def loss_forward_backward(d, pred, y, loss):
+    # returns the batch loss (float64) and writes d (n, m) = dloss/dpred; pred, y (n, m)
+    n, m = pred.shape
+    total = 0.0
+    for j in range(n):
+        prow = pred[j]
+        yrow = y[j]
+        drow = d[j]
+        if loss == SSE:
+            for t in range(m):
+                r = prow[t] - yrow[t]
+                total += float(r) * float(r)
+                drow[t] = 2.0 * r
+        else:
+            for t in range(m):
+                r = prow[t] - yrow[t]
+                total += float(r) * float(r)
+                drow[t] = r / m
+    if loss == MSE:
+        total /= n * m
+    return total
