@@ -48,11 +48,12 @@ def dense_backward(d_out, a_in, w, activation_in):
     """Gradients of one layer from d_out = dloss/dz (m, n_out).
 
     Returns (d_in, grad_w, grad_b): d_in = dloss/dz of the layer below (through
-    its activation ``activation_in``), grad_w = a_in.T @ d_out, grad_b = column sums.
+    its activation ``activation_in``; None when a_in is the input, which needs
+    no gradient), grad_w = a_in.T @ d_out, grad_b = column sums.
     """
     grad_w = a_in.T @ d_out
     grad_b = d_out.sum(axis=0)
-    d_in = activation_backward(d_out @ w.T, a_in, activation_in)
+    d_in = None if activation_in is None else activation_backward(d_out @ w.T, a_in, activation_in)
     return d_in, grad_w, grad_b
 
 
@@ -78,11 +79,11 @@ def network_forward(x, weights, biases, activations):
 
 
 def network_backward(d_out, outs, weights, activations):
-    """Per-layer (grad_w, grad_b) from dloss/dy_pred, last layer first reversed back."""
+    """Per-layer (grad_w, grad_b), from d_out = dloss/dy_pred back to the input."""
     grads = [None] * len(weights)
     d = d_out
     for i in range(len(weights) - 1, -1, -1):
-        act_in = activations[i - 1] if i > 0 else "identity"
+        act_in = activations[i - 1] if i > 0 else None
         d_in, grad_w, grad_b = dense_backward(d, outs[i], weights[i], act_in)
         grads[i] = (grad_w, grad_b)
         d = d_in
