@@ -51,9 +51,17 @@ class TolerantCache(FunctionCache):
                           RuntimeWarning, stacklevel=2)
 
 
-def jit(fn):
-    """``numba.njit`` with fastnn's options and a cache that cannot fail."""
-    dispatcher = numba.njit(**OPTIONS)(fn)
+def jit(fn=None, *, inline=False):
+    """``numba.njit`` with fastnn's options and a cache that cannot fail.
+
+    ``inline=True`` inlines at Numba IR level (``inline="always"``): for tiny
+    helpers in the per-sample hot loop, so reference counting of the views they
+    return is optimised away instead of costing a runtime call each time.
+    """
+    if fn is None:
+        return lambda f: jit(f, inline=inline)
+    options = dict(OPTIONS, inline="always") if inline else OPTIONS
+    dispatcher = numba.njit(**options)(fn)
     if not numba.config.DISABLE_JIT:
         try:
             dispatcher._cache = TolerantCache(dispatcher.py_func)

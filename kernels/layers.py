@@ -17,7 +17,7 @@ IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
 SSE, MSE = 0, 1
 
 
-@jit
+@jit(inline=True)
 def _use_blas(n_in, n_out, m):
     # Below ~32k multiply-adds the call overhead of BLAS dominates (measured).
     return n_in * n_out * m >= 32768 and n_in >= 8 and n_out >= 8
@@ -65,6 +65,30 @@ def activation_backward(d, a, act):
                 drow[t] = drow[t] * (1.0 - s * s)
 
 
+@jit(inline=True)
+def _act_scalar(z, act):
+    # act(z) for one value; NaN stays NaN, as with np.maximum
+    if act == RELU:
+        return 0.0 if z <= 0.0 else z
+    if act == SIGMOID:
+        return 1.0 / (1.0 + np.exp(-z))
+    if act == TANH:
+        return np.tanh(z)
+    return z
+
+
+@jit(inline=True)
+def _act_grad_scalar(a, act):
+    # act'(z) from the output a = act(z)
+    if act == RELU:
+        return 1.0 if a > 0.0 else 0.0
+    if act == SIGMOID:
+        return a * (1.0 - a)
+    if act == TANH:
+        return 1.0 - a * a
+    return 1.0
+
+
 @jit
 def dense_forward(a_out, a_in, w, b, act):
     # a_out (n_out, m) = act(w.T @ a_in + b[:, None]); a_in (n_in, m), w (n_in, n_out), b (n_out,) or (0,)
@@ -72,23 +96,23 @@ def dense_forward(a_out, a_in, w, b, act):
     n_out = a_out.shape[0]
     has_bias = b.shape[0] > 0
     if _use_blas(n_in, n_out, m):
-        if has_bias:
+        if has_bias:  # bias pre-filled, then beta = 1 adds the product to it
             for j in range(n_out):
                 a_out[j, :] = b[j]
         gemm(a_out, w, a_in, True, False, 1.0, 1.0 if has_bias else 0.0)
         activation_forward(a_out, act)
-        return
-    for j in range(n_out):
-        row = a_out[j]
-        bj = b[j] if has_bias else 0.0
-        for t in range(m):
-            row[t] = bj
-        for i in range(n_in):
-            wij = w[i, j]
-            src = a_in[i]
+    else:  # few units, long batch: axpy along the contiguous batch axis
+        for j in range(n_out):
+            row = a_out[j]
+            bj = b[j] if has_bias else 0.0
             for t in range(m):
-                row[t] += wij * src[t]
-    activation_forward(a_out, act)
+                row[t] = bj
+            for i in range(n_in):
+                wij = w[i, j]
+                src = a_in[i]
+                for t in range(m):
+                    row[t] += wij * src[t]
+        activation_forward(a_out, act)
 
 
 @jit
@@ -98,11 +122,21 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
     # gw, gb may be w, b themselves (scale = -lr, keep = 1): d_in uses w before it is updated.
     n_in, m = a_in.shape
     n_out = d_out.shape[0]
-    blas = _use_blas(n_in, n_out, m)
-    if d_in.shape[0] > 0:
-        if blas:
+    want_d_in = d_in.shape[0] > 0
+    if gb.shape[0] > 0:
+        for j in range(n_out):
+            s = 0.0
+            src = d_out[j]
+            for t in range(m):
+                s += src[t]
+            gb[j] = scale * s if keep == 0.0 else keep * gb[j] + scale * s
+    if _use_blas(n_in, n_out, m):
+        if want_d_in:
             gemm(d_in, w, d_out, False, False, 1.0, 0.0)
-        else:
+            activation_backward(d_in, a_in, act_in)
+        gemm(gw, a_in, d_out, False, True, scale, keep)
+    else:
+        if want_d_in:
             for i in range(n_in):
                 row = d_in[i]
                 for t in range(m):
@@ -112,25 +146,15 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
                     src = d_out[j]
                     for t in range(m):
                         row[t] += wij * src[t]
-        activation_backward(d_in, a_in, act_in)
-    if gb.shape[0] > 0:
-        for j in range(n_out):
-            s = 0.0
-            src = d_out[j]
-            for t in range(m):
-                s += src[t]
-            gb[j] = scale * s if keep == 0.0 else keep * gb[j] + scale * s
-    if blas:
-        gemm(gw, a_in, d_out, False, True, scale, keep)
-        return
-    for i in range(n_in):
-        ai = a_in[i]
-        for j in range(n_out):
-            dj = d_out[j]
-            s = 0.0
-            for t in range(m):
-                s += ai[t] * dj[t]
-            gw[i, j] = scale * s if keep == 0.0 else keep * gw[i, j] + scale * s
+            activation_backward(d_in, a_in, act_in)
+        for i in range(n_in):
+            ai = a_in[i]
+            for j in range(n_out):
+                dj = d_out[j]
+                s = 0.0
+                for t in range(m):
+                    s += ai[t] * dj[t]
+                gw[i, j] = scale * s if keep == 0.0 else keep * gw[i, j] + scale * s
 
 
 @jit

@@ -1,0 +1,447 @@
+"""fastnn.train / fastnn.predict against the NumPy oracle fastnn.reference.
+
+Tolerances (issue 2): rtol 1e-9 in float64 and 1e-4 in float32, on settings
+chosen to be well conditioned. They were justified by measuring how far rounding
+alone moves a run: the reference was rerun from initial weights moved by one ulp
+(np.nextafter, and random +-1 ulp patterns) and compared with the unperturbed run.
+Measured spreads are written next to each test; every tolerance is at least ~10x
+above its spread, and far below what a real bug does (a wrong derivative, a
+missing bias, a wrong batch boundary or an off-by-one lr changes results at the
+1e-3 .. 1 level).
+
+Comparisons:
+* loss histories: elementwise relative (losses are positive), plus an absolute
+  floor only where a loss converges to ~0 (see test_seed_relu2);
+* parameters: per array, max |a - b| <= rtol * max |b|. An elementwise relative
+  test is meaningless for entries that cancel to ~0 (measured: float32 grid
+  entries near 0 move by up to 5.8e-4 relative under a 1-ulp perturbation,
+  while the normwise spread is 1.6e-6).
+"""
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import reference
+
+F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
+RTOL = {F64: 1e-9, F32: 1e-4}
+DTYPES = [pytest.param(F64, id="f64"), pytest.param(F32, id="f32")]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def copies(arrays):
+    return None if arrays is None else [a.copy() for a in arrays]
+
+
+def assert_params_close(actual, expected, rtol, what="parameter"):
+    assert len(actual) == len(expected)
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        assert a.shape == e.shape and a.dtype == e.dtype, (what, i, a.shape, e.shape, a.dtype, e.dtype)
+        err = float(np.max(np.abs(a.astype(np.float64) - e.astype(np.float64))))
+        scale = float(np.max(np.abs(e)))
+        assert np.isfinite(err) and err <= rtol * scale, (
+            f"{what} {i}: max |diff| {err:.3e} > rtol {rtol:g} * max |expected| {scale:.3e}")
+
+
+def assert_history_close(actual, expected, rtol, atol=0.0):
+    assert actual.dtype == np.float64 and actual.shape == expected.shape
+    assert np.all(np.isfinite(actual))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def assert_moved(initial, final, rtol):
+    """The run changed the parameters far more than the tolerance: the test can fail."""
+    moved = max(float(np.max(np.abs(f.astype(np.float64) - i))) / float(np.max(np.abs(i)))
+                for i, f in zip(initial, final) if np.max(np.abs(i)) > 0)
+    assert moved > 100 * rtol, f"parameters moved only {moved:.2e}; the comparison is vacuous"
+
+
+def run(fn, x, y, weights, biases=None, **kw):
+    """Train copies with fn; returns (history, [weights..., biases...])."""
+    w, b = copies(weights), copies(biases)
+    history = fn(x, y, w, b, **kw)
+    assert isinstance(history, np.ndarray) and history.dtype == np.float64
+    return history, w + (b or [])
+
+
+def compare(x, y, weights, biases=None, *, rtol, atol=0.0, **kw):
+    h_ref, p_ref = run(reference.train, x, y, weights, biases, **kw)
+    h_fast, p_fast = run(fastnn.train, x, y, weights, biases, **kw)
+    assert len(h_ref) == len(h_fast) == kw["epochs"]
+    assert_history_close(h_fast, h_ref, rtol, atol)
+    assert_params_close(p_fast, p_ref, rtol)
+    assert_moved(list(weights) + list(biases or []), p_ref, rtol)
+    return h_fast, h_ref
+
+
+# --------------------------------------------------------------------------- seed configurations
+
+def relu2_data(dtype, seed=0):
+    """Seeds 000/001/003: N, D_in, H, D_out = 64, 1000, 100, 10; randn data and weights."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((64, 1000)), rng.standard_normal((64, 10))
+    w = [rng.standard_normal((1000, 100)), rng.standard_normal((100, 10))]
+    return x.astype(dtype), y.astype(dtype), [a.astype(dtype) for a in w]
+
+
+def sigmoid2_data(dtype, seed=2):
+    """Seed 002: N, D_in, H, D_out = 64, 1000, 1000, 10."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((64, 1000)), rng.standard_normal((64, 10))
+    w = [rng.standard_normal((1000, 1000)), rng.standard_normal((1000, 10))]
+    return x.astype(dtype), y.astype(dtype), [a.astype(dtype) for a in w]
+
+
+def mlp3_data(dtype, rows, seed=4, zero_biases=False):
+    """Seed 004: X (rows, 5), y = log(X @ beta + 20), a 5-4-4-1 net with (1, n) biases."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, 5))
+    y = np.log(x @ rng.standard_normal((5, 1)) + 20)
+    w = [rng.standard_normal((5, 4)), rng.standard_normal((4, 4)), rng.standard_normal((4, 1))]
+    if zero_biases:  # the SGD half of the seed starts from zero biases
+        b = [np.zeros((1, 4)), np.zeros((1, 4)), np.zeros((1, 1))]
+    else:
+        b = [rng.standard_normal((1, 4)), rng.standard_normal((1, 4)), rng.standard_normal((1, 1))]
+    cast = lambda arrays: [a.astype(dtype) for a in arrays]  # noqa: E731
+    return x.astype(dtype), y.astype(dtype), cast(w), cast(b)
+
+
+@pytest.mark.parametrize("dtype, epochs", [pytest.param(F64, 500, id="f64-500"),
+                                           pytest.param(F32, 60, id="f32-60")])
+def test_seed_relu2(dtype, epochs):
+    # float64, 500 epochs (1-ulp spread, 3 data seeds x 4 perturbations): parameters
+    # 1.9e-15; history 2e-15 relative for 100 epochs, but the loss falls from 3e7 to
+    # 4e-8..5e-7 and near the end its rounding is absolute (the residual y_pred - y
+    # carries ~1e-13), so the relative spread grows to 3.5e-10 .. 1.1e-9 in the last
+    # 50 epochs. |dh| - 1e-9*h is at most 8.7e-18 (fastnn vs reference: -8e-18), so
+    # atol = 1e-15 (100x) keeps the tail checked to ~3e-9 relative.
+    # float32: past ~100 epochs the tail is rounding noise (1-2% at epoch 500), so 60
+    # epochs: spread history 1.9e-6, parameters 4.2e-7 (fastnn: 2.1e-6 / 4.4e-7).
+    x, y, w = relu2_data(dtype)
+    atol = 1e-15 if dtype == F64 else 0.0
+    compare(x, y, w, lr=1e-6, epochs=epochs, rtol=RTOL[dtype], atol=atol)
+
+
+@pytest.mark.parametrize("dtype, lr, epochs", [
+    pytest.param(F64, 1e-4, 5, id="f64-lr1e-4-5"),
+    pytest.param(F64, 1e-5, 50, id="f64-lr1e-5-50"),
+    pytest.param(F32, 1e-4, 3, id="f32-lr1e-4-3"),
+    pytest.param(F32, 1e-5, 50, id="f32-lr1e-5-50"),
+])
+def test_seed_sigmoid2(dtype, lr, epochs):
+    # Seed 002 (H = 1000) at its own lr 1e-4 is chaotic: the loss first rises 200x and
+    # rounding differences grow ~10x per epoch (float64 parameter spread 1e-15 at 3
+    # epochs, 6.3e-14 at 5, 1.4e-8 at 10, O(1) at 20). So lr 1e-4 runs only 5 epochs
+    # (float64; history spread 5.8e-15) or 3 (float32: 3.3e-6 / 4.6e-7; at 5 epochs the
+    # float32 parameter spread is already 3.8e-5). At lr 1e-5 the run is contracting:
+    # 50 epochs spread 1.6e-15 / 3.6e-16 (float64), 8.7e-7 / 1.9e-7 (float32).
+    x, y, w = sigmoid2_data(dtype)
+    compare(x, y, w, activation="sigmoid", lr=lr, epochs=epochs, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_seed_mlp3_gd(dtype):
+    # Seed 004, GD: 900 rows, full batch, mse, lr 0.1, 501 epochs.
+    # Spread history / parameters: 1.0e-15 / 8.4e-16 (float64), 3.2e-7 / 4.3e-7 (float32).
+    x, y, w, b = mlp3_data(dtype, 900)
+    compare(x, y, w, b, loss="mse", lr=0.1, epochs=501, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype, epochs", [pytest.param(F64, 501, id="f64-501"),
+                                           pytest.param(F32, 100, id="f32-100")])
+def test_seed_mlp3_sgd(dtype, epochs):
+    # Seed 004, SGD: 90 rows, batch_size=1, zero initial biases, mse, lr 0.1.
+    # 501 epochs: spread history / parameters 4.9e-15 / 9.2e-15 (float64),
+    # 3.3e-6 / 2.9e-6 (float32; fastnn 7.9e-6). float32 runs 100 epochs only to save
+    # time (the reference takes 2.3 s for 501 epochs of 90 steps).
+    x, y, w, b = mlp3_data(dtype, 90, zero_biases=True)
+    compare(x, y, w, b, loss="mse", lr=0.1, epochs=epochs, batch_size=1, rtol=RTOL[dtype])
+
+
+# --------------------------------------------------------------------------- the grid
+
+HIDDEN = [5, 3, 6]
+N_ROWS = 13
+# 13 rows: batch_size=5 gives batches 5, 5, 3 (a short last batch); shuffle with
+# batch_size=4 gives 4, 4, 4, 1 in a new seeded order every epoch.
+MODES = {
+    "full": {},
+    "k5": {"batch_size": 5},
+    "k1": {"batch_size": 1},
+    "shuffle-k4": {"batch_size": 4, "shuffle": True, "seed": 7},
+}
+LR = {"sse": 0.005, "mse": 0.05}
+PER_LAYER = ["relu", "tanh", "sigmoid"]
+
+
+def grid_net(depth, dtype, seed=None, rows=N_ROWS):
+    """A depth-layer net 4 -> HIDDEN[:depth-1] -> 2 with 1/sqrt(fan_in) weights.
+
+    Even depths get biases, alternating shapes (n,) and (1, n); odd depths none, so
+    every activation, loss, batch mode and dtype runs with and without biases.
+    """
+    rng = np.random.default_rng(depth if seed is None else seed)
+    widths = [4] + HIDDEN[:depth - 1] + [2]
+    x, y = rng.standard_normal((rows, 4)), rng.standard_normal((rows, 2))
+    w = [rng.standard_normal((a, b)) / np.sqrt(a) for a, b in zip(widths, widths[1:])]
+    b = None
+    if depth % 2 == 0:
+        b = [0.1 * rng.standard_normal((1, n) if i % 2 else (n,)) for i, n in enumerate(widths[1:])]
+    cast = lambda arrays: None if arrays is None else [a.astype(dtype) for a in arrays]  # noqa: E731
+    return x.astype(dtype), y.astype(dtype), cast(w), cast(b)
+
+
+def activation_for(name, depth):
+    if name == "per-layer":
+        return [PER_LAYER[i % 3] for i in range(depth - 1)]  # [] for depth 1
+    return name
+
+
+# depth 1 has no hidden layer: only one plain name and the (empty) per-layer list
+ARCHS = [(d, a) for d in (1, 2, 3, 4)
+         for a in ("relu", "sigmoid", "tanh", "identity", "per-layer")
+         if d > 1 or a in ("relu", "per-layer")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("loss", ["sse", "mse"])
+@pytest.mark.parametrize("depth, activation", ARCHS, ids=[f"d{d}-{a}" for d, a in ARCHS])
+def test_grid(depth, activation, loss, mode, dtype):
+    # lr 0.005 (sse) / 0.05 (mse), 20 epochs. Worst 1-ulp spread over the whole grid:
+    # float64 history 9.7e-16, parameters 3.6e-15 (fastnn vs reference 6.3e-16 /
+    # 3.8e-15); float32 history 3.6e-7, parameters 1.6e-6 (fastnn 1.9e-7 / 1.2e-6).
+    # (lr 0.01 / 0.1 diverges for the deep identity nets.)
+    x, y, w, b = grid_net(depth, dtype)
+    compare(x, y, w, b, activation=activation_for(activation, depth), loss=loss,
+            lr=LR[loss], epochs=20, rtol=RTOL[dtype], **MODES[mode])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_size_larger_than_rows_is_full_batch(dtype):
+    x, y, w, b = grid_net(2, dtype)
+    for fn in (fastnn.train, reference.train):
+        h_full, p_full = run(fn, x, y, w, b, lr=0.005, epochs=5)
+        h_big, p_big = run(fn, x, y, w, b, lr=0.005, epochs=5, batch_size=N_ROWS + 5)
+        np.testing.assert_array_equal(h_big, h_full)
+        for a, e in zip(p_big, p_full):
+            np.testing.assert_array_equal(a, e)
+
+
+# --------------------------------------------------------------------------- predict
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("depth, activation", ARCHS, ids=[f"d{d}-{a}" for d, a in ARCHS])
+def test_predict_matches_reference(depth, activation, dtype):
+    # One forward pass: measured max |diff| / max |out| 2.2e-16 (float64), 1.2e-7
+    # (float32); the training tolerances are kept for uniformity.
+    x, _, w, b = grid_net(depth, dtype)
+    act = activation_for(activation, depth)
+    out = fastnn.predict(x, w, b, activation=act)
+    ref = reference.predict(x, w, b, activation=act)
+    assert out.shape == (N_ROWS, 2) and out.dtype == dtype
+    assert_params_close([out], [ref], RTOL[dtype], "prediction")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_predict_many_rows(dtype):
+    # more rows than predict's internal batch (4096): the batch loop and its short tail
+    x, _, w, b = grid_net(4, dtype, rows=9001)
+    out = fastnn.predict(x, w, b, activation="tanh")
+    ref = reference.predict(x, w, b, activation="tanh")
+    assert out.shape == (9001, 2)
+    # row by row, so a misplaced batch cannot hide behind the normwise check
+    err = np.max(np.abs(out - ref), axis=1) / np.max(np.abs(ref))
+    assert np.all(err <= RTOL[dtype])
+
+
+def test_predict_after_training_matches_trained_reference():
+    x, y, w, b = grid_net(3, F64)
+    _, p_fast = run(fastnn.train, x, y, w, b, activation="sigmoid", lr=0.005, epochs=10)
+    _, p_ref = run(reference.train, x, y, w, b, activation="sigmoid", lr=0.005, epochs=10)
+    out = fastnn.predict(x, p_fast[:3], activation="sigmoid")
+    ref = reference.predict(x, p_ref[:3], activation="sigmoid")
+    assert_params_close([out], [ref], 1e-9, "prediction")
+
+
+# --------------------------------------------------------------------------- shuffle
+
+@pytest.mark.parametrize("fn", [fastnn.train, reference.train], ids=["fastnn", "reference"])
+def test_shuffle_reproducible_and_effective(fn):
+    x, y, w, b = grid_net(3, F64)
+    kw = dict(activation="tanh", lr=0.005, epochs=6, batch_size=4)
+    h1, p1 = run(fn, x, y, w, b, shuffle=True, seed=11, **kw)
+    h2, p2 = run(fn, x, y, w, b, shuffle=True, seed=11, **kw)
+    np.testing.assert_array_equal(h1, h2)
+    for a, c in zip(p1, p2):
+        np.testing.assert_array_equal(a, c)
+    h_plain, p_plain = run(fn, x, y, w, b, **kw)
+    h_other, _ = run(fn, x, y, w, b, shuffle=True, seed=12, **kw)
+    # different batches give clearly different losses (not rounding-level)
+    assert np.max(np.abs(h1 - h_plain) / h_plain) > 1e-3
+    assert np.max(np.abs(h1 - h_other) / h_other) > 1e-3
+    assert max(np.max(np.abs(a - c)) for a, c in zip(p1, p_plain)) > 1e-4
+
+
+def test_shuffle_draws_a_new_order_every_epoch():
+    # One epoch at a time with the same seed would repeat the first order; a single
+    # call must continue the generator (the reference: rng.permutation per epoch).
+    x, y, w, b = grid_net(2, F64)
+    kw = dict(activation="relu", lr=0.005, batch_size=4, shuffle=True, seed=3)
+    h_fast, p_fast = run(fastnn.train, x, y, w, b, epochs=4, **kw)
+    wf, bf = copies(w), copies(b)
+    h_split = np.concatenate([fastnn.train(x, y, wf, bf, epochs=1, **kw) for _ in range(4)])
+    assert np.max(np.abs(h_fast - h_split) / h_split) > 1e-6
+
+
+# --------------------------------------------------------------------------- array handling
+
+def noncontiguous_net(dtype):
+    """Weights as views: a slice of a bigger array, Fortran order, a strided slice;
+    biases as a strided row slice (n,), a (1, n) slice and a Fortran (1, n).
+
+    Returns x, y, weights, biases and [(parent, index)] with weights/biases views
+    parent[index]."""
+    rng = np.random.default_rng(21)
+    parent_w = rng.standard_normal((12, 15)).astype(dtype)
+    parent_w3 = rng.standard_normal((9, 8)).astype(dtype)
+    parent_b = rng.standard_normal((3, 20)).astype(dtype)
+    regions = [(parent_w, np.s_[2:6, 3:8]),     # w1 (4, 5): C slice
+               (parent_w3, np.s_[::3, 1::4]),   # w3 (3, 2): strided both ways
+               (parent_b, np.s_[1, ::4]),       # b1 (5,): strided
+               (parent_b, np.s_[2:3, 0:3])]     # b2 (1, 3): slice of a row
+    w1, w3, b1, b2 = (parent[index] for parent, index in regions)
+    w2 = np.asfortranarray((rng.standard_normal((5, 3)) / 2).astype(dtype))  # (5, 3) Fortran
+    b3 = np.asfortranarray(rng.standard_normal((1, 2)).astype(dtype))
+    assert not (w1.flags.c_contiguous or w3.flags.c_contiguous or b1.flags.c_contiguous)
+    assert w2.flags.f_contiguous and not w2.flags.c_contiguous
+    x, y = rng.standard_normal((11, 4)).astype(dtype), rng.standard_normal((11, 2)).astype(dtype)
+    return x, y, [w1, w2, w3], [b1, b2, b3], regions
+
+
+@pytest.mark.parametrize("fn", [fastnn.train, reference.train], ids=["fastnn", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_noncontiguous_parameters_are_trained_in_place(fn, dtype):
+    x, y, w, b, regions = noncontiguous_net(dtype)
+    params = w + b
+    parents = list({id(p): p for p, _ in regions}.values())
+    before = {id(p): p.copy() for p in parents}
+    ids = [id(p) for p in params]
+    kw = dict(activation=["tanh", "relu"], lr=0.01, epochs=15, batch_size=4)
+    # the same training on contiguous copies
+    h_copy, p_copy = run(fn, x, y, [np.ascontiguousarray(a) for a in w],
+                         [np.ascontiguousarray(a) for a in b], **kw)
+    assert_moved(params, p_copy, 1e-9)
+    h = fn(x, y, w, b, **kw)
+    np.testing.assert_array_equal(h, h_copy)
+    for p, c in zip(params, p_copy):
+        np.testing.assert_array_equal(p, c)  # written back into the views, bitwise
+    assert [id(p) for p in params] == ids and w[1].flags.f_contiguous and b[2].flags.f_contiguous
+    # each parent changed inside its views (to the trained values) and nowhere else
+    for parent in parents:
+        inside = np.zeros(parent.shape, bool)
+        for p, index in regions:
+            if p is parent:
+                inside[index] = True
+        np.testing.assert_array_equal(parent[~inside], before[id(parent)][~inside])
+    for (parent, index), trained in zip(regions, [p_copy[0], p_copy[2], p_copy[3], p_copy[4]]):
+        np.testing.assert_array_equal(parent[index], trained)
+
+
+@pytest.mark.parametrize("fn", [fastnn.train, reference.train], ids=["fastnn", "reference"])
+def test_bias_shapes_n_and_1n_agree(fn):
+    x, y, w, b = grid_net(3, F64, seed=5)
+    b = [np.random.default_rng(6).standard_normal(n) * 0.1 for n in (5, 3, 2)]
+    flat = [a.copy() for a in b]
+    row = [a.reshape(1, -1).copy() for a in b]
+    kw = dict(activation="sigmoid", loss="mse", lr=0.05, epochs=10, batch_size=5)
+    h_flat = fn(x, y, copies(w), flat, **kw)
+    h_row = fn(x, y, copies(w), row, **kw)
+    np.testing.assert_array_equal(h_flat, h_row)
+    for f, r in zip(flat, row):
+        assert f.ndim == 1 and r.shape == (1, f.size)
+        np.testing.assert_array_equal(f, r[0])
+    assert max(np.max(np.abs(f - o)) for f, o in zip(flat, b)) > 1e-3  # biases did train
+    # and with a mix of both shapes
+    mixed = [b[0].copy(), b[1].reshape(1, -1).copy(), b[2].copy()]
+    h_mixed = fn(x, y, copies(w), mixed, **kw)
+    np.testing.assert_array_equal(h_mixed, h_flat)
+
+
+@pytest.mark.parametrize("fn", [fastnn.train, reference.train], ids=["fastnn", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_data_is_converted_to_the_network_dtype(fn, dtype):
+    rng = np.random.default_rng(8)
+    x_int = rng.integers(-3, 4, size=(9, 4))
+    y_int = rng.integers(-2, 3, size=(9, 2))
+    _, _, w, b = grid_net(2, dtype, rows=9)
+    kw = dict(activation="tanh", lr=0.002, epochs=5, batch_size=4)
+    h_ref, p_ref = run(fn, x_int.astype(dtype), y_int.astype(dtype), w, b, **kw)
+    other = F32 if dtype == F64 else F64
+    variants = {
+        "int": (x_int, y_int),
+        "other float": (x_int.astype(other), y_int.astype(other)),
+        "big-endian": (x_int.astype(dtype.newbyteorder(">")), y_int.astype(dtype.newbyteorder(">"))),
+        "fortran": (np.asfortranarray(x_int.astype(dtype)), np.asfortranarray(y_int.astype(dtype))),
+        "strided": (np.repeat(x_int.astype(dtype), 2, axis=1)[:, ::2], y_int.astype(dtype)),
+        "lists": (x_int.tolist(), y_int.tolist()),
+    }
+    x_before, y_before = x_int.copy(), y_int.copy()
+    for name, (xv, yv) in variants.items():
+        h, p = run(fn, xv, yv, w, b, **kw)
+        np.testing.assert_array_equal(h, h_ref, err_msg=name)
+        for a, e in zip(p, p_ref):
+            assert a.dtype == dtype
+            np.testing.assert_array_equal(a, e, err_msg=name)
+    # fractional float32 data for a float64 network (and float64 data holding
+    # float32 values for a float32 network): the same as converting first
+    x32 = rng.standard_normal((9, 4)).astype(np.float32)
+    h_conv, p_conv = run(fn, x32.astype(dtype), y_int.astype(dtype), w, b, **kw)
+    h_raw, p_raw = run(fn, x32 if dtype == F64 else x32.astype(F64), y_int, w, b, **kw)
+    np.testing.assert_array_equal(h_raw, h_conv)
+    for a, e in zip(p_raw, p_conv):
+        np.testing.assert_array_equal(a, e)
+    np.testing.assert_array_equal(x_int, x_before)  # the data is never written
+    np.testing.assert_array_equal(y_int, y_before)
+
+
+@pytest.mark.parametrize("fn", [fastnn.train, reference.train], ids=["fastnn", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("epochs", [1, 2, 7, 123])
+def test_history_length(fn, dtype, epochs):
+    x, y, w, b = grid_net(2, dtype)
+    for extra in ({}, {"batch_size": 5}):
+        h = fn(x, y, copies(w), copies(b), lr=0.005, epochs=epochs, **extra)
+        assert isinstance(h, np.ndarray) and h.shape == (epochs,) and h.dtype == np.float64
+        assert np.all(np.isfinite(h)) and np.all(h > 0)
+
+
+def test_one_compiled_signature_per_dtype():
+    """Every depth, activation, loss, batch mode and argument layout shares one
+    compiled train_loop (and predict_loop) per dtype (issue 2: compile once per dtype)."""
+    K = fastnn.kernels
+    for dtype in (F64, F32):
+        for depth, activation in ARCHS:
+            x, y, w, b = grid_net(depth, dtype, rows=6)
+            for loss in ("sse", "mse"):
+                fastnn.train(x, y, copies(w), copies(b), activation=activation_for(activation, depth),
+                             loss=loss, lr=0.001, epochs=2, batch_size=4 if loss == "mse" else None,
+                             shuffle=loss == "mse", seed=1)
+            fastnn.predict(x, w, b, activation=activation_for(activation, depth))
+        # unusual layouts of the same data: Fortran, int, read-only, unaligned
+        x, y, w, b = grid_net(2, dtype, rows=6)
+        ro = x.copy()
+        ro.flags.writeable = False
+        raw = np.zeros(x.nbytes + 1, np.uint8)[1:].view(dtype).reshape(x.shape)
+        raw[...] = x
+        for xv in (np.asfortranarray(x), x.astype(np.int64), ro, raw, x.astype(">" + dtype.char)):
+            fastnn.train(xv, y, copies(w), copies(b), lr=0.001, epochs=2)
+            fastnn.predict(xv, w, b)
+        noncontig = noncontiguous_net(dtype)
+        fastnn.train(*noncontig[:4], lr=0.001, epochs=2)
+    # group the signatures by the dtype of params (argument 1 of train_loop / predict_loop)
+    for dispatcher in (K.train_loop, K.predict_loop):
+        dtypes = [str(sig[1].dtype) for sig in dispatcher.signatures]
+        assert sorted(dtypes) == ["float32", "float64"], (dispatcher.__name__, dispatcher.signatures)

@@ -1,0 +1,342 @@
+"""print_every, callback, progress and gradcheck (issue 5, "In the API").
+
+Small networks only: every train call here takes milliseconds once the
+kernels are compiled.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import reference
+
+EPOCHS = 23
+
+
+def make_net(dtype=np.float64, biases=True, rows=30, widths=(4, 5, 3, 2), seed=0):
+    """A small, well-conditioned network: data, weights and biases from one seeded rng."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, widths[0]))
+    y = rng.standard_normal((rows, widths[-1]))
+    weights = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype)
+               for a, b in zip(widths, widths[1:])]
+    bias = [(0.1 * rng.standard_normal((1, b))).astype(dtype) for b in widths[1:]] if biases else None
+    return x, y, weights, bias
+
+
+def copies(weights, biases):
+    return [w.copy() for w in weights], None if biases is None else [b.copy() for b in biases]
+
+
+def params(weights, biases):
+    return list(weights) + list(biases or [])
+
+
+def run(net, **kwargs):
+    """Train fresh copies of net's parameters; returns (history, trained params)."""
+    x, y, weights, biases = net
+    w, b = copies(weights, biases)
+    kwargs.setdefault("lr", 0.01)
+    kwargs.setdefault("epochs", EPOCHS)
+    history = fastnn.train(x, y, w, b, **kwargs)
+    return history, params(w, b)
+
+
+def assert_bitwise(result, expected):
+    (h1, p1), (h2, p2) = result, expected
+    assert h1.dtype == np.float64 and h1.shape == h2.shape
+    np.testing.assert_array_equal(h1, h2)
+    for a, b in zip(p1, p2):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.fixture(scope="module")
+def net():
+    return make_net()
+
+
+# ----------------------------------------------------------------------------- print_every
+
+@pytest.mark.parametrize("every", [1, 3, 7, EPOCHS - 1, EPOCHS, 100])
+def test_print_every_prints_epoch_and_loss_like_the_seeds(net, every, capsys):
+    history, _ = run(net, print_every=every)
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    # the seeds' `if t % every == 0: print(t, loss)`
+    assert [int(line.split()[0]) for line in lines] == list(range(0, EPOCHS, every))
+    for line in lines:
+        epoch, loss = line.split()  # exactly two fields
+        assert float(loss) == history[int(epoch)]  # printed at full precision
+
+
+def test_print_every_none_prints_nothing(net, capsys):
+    run(net)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_print_every_stops_with_the_callback(net, capsys):
+    history, _ = run(net, print_every=2, callback=lambda epoch, loss: epoch != 8)
+    out = capsys.readouterr().out
+    assert len(history) == 9
+    assert [int(line.split()[0]) for line in out.splitlines()] == [0, 2, 4, 6, 8]
+
+
+# ----------------------------------------------------------------------------- callback
+
+@pytest.mark.parametrize("every", [1, 2, 5, EPOCHS, EPOCHS + 10])
+def test_callback_epochs_and_losses(net, every):
+    calls = []
+    history, _ = run(net, callback=lambda epoch, loss: calls.append((epoch, loss)),
+                     callback_every=every)
+    assert len(history) == EPOCHS  # returning None never stops
+    expected = [(e, history[e]) for e in range(EPOCHS) if (e + 1) % every == 0]
+    assert calls == expected
+    for epoch, loss in calls:
+        assert type(epoch) is int and type(loss) is float
+
+
+@pytest.mark.parametrize("every, stop_after_calls", [(1, 1), (1, 10), (3, 2), (4, 5), (EPOCHS, 1)])
+def test_callback_false_stops_after_that_epoch(net, every, stop_after_calls):
+    calls = []
+
+    def callback(epoch, loss):
+        calls.append(epoch)
+        return len(calls) < stop_after_calls and None  # None, then False
+
+    history, trained = run(net, callback=callback, callback_every=every)
+    stop_epoch = every * stop_after_calls - 1
+    assert calls[-1] == stop_epoch and len(calls) == stop_after_calls
+    assert len(history) == stop_epoch + 1
+    # the weights are exactly those of a run of that many epochs
+    assert_bitwise((history, trained), run(net, epochs=stop_epoch + 1))
+
+
+def test_callback_true_or_truthy_does_not_stop(net):
+    for value in (True, 1, "stop?", 0.0):
+        history, _ = run(net, callback=lambda epoch, loss: value)
+        assert len(history) == EPOCHS
+
+
+def test_callback_numpy_false_stops(net):
+    # `return loss_array.min() > tol` gives numpy.bool_, not bool; it must stop too
+    history, _ = run(net, callback=lambda epoch, loss: np.bool_(epoch < 5))
+    assert len(history) == 6
+
+
+def test_callback_exception_propagates_and_weights_hold_that_epoch(net):
+    x, y, weights, biases = net
+    w, b = copies(weights, biases)
+
+    def callback(epoch, loss):
+        if epoch == 6:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        fastnn.train(x, y, w, b, lr=0.01, epochs=EPOCHS, callback=callback)
+    _, expected = run(net, epochs=7)
+    for a, e in zip(params(w, b), expected):
+        assert a.tobytes() == e.tobytes()
+
+
+# ----------------------------------------------------------------------------- same numbers
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("schedule", [
+    dict(),                                            # full batch
+    dict(batch_size=7),                                # mini-batches, short last batch
+    dict(batch_size=4, shuffle=True, seed=11),         # a new order per epoch
+    dict(batch_size=1, loss="mse", activation="tanh"),
+])
+def test_hooks_and_chunking_do_not_change_the_numbers(dtype, schedule, monkeypatch, capsys):
+    net = make_net(dtype)
+    plain = run(net, **schedule)
+    hooks = [
+        dict(callback=lambda e, l: None),                     # one chunk per epoch
+        dict(callback=lambda e, l: None, callback_every=5),   # chunks end on multiples of 5
+        dict(print_every=3),
+        dict(progress=True),
+    ]
+    for hook in hooks:
+        assert_bitwise(run(net, **schedule, **hook), plain)
+    # tiny chunks from the driver's own sizing
+    import fastnn._driver as driver
+    monkeypatch.setattr(driver, "CHUNK_SECONDS", 1e-9)
+    assert_bitwise(run(net, **schedule), plain)
+    capsys.readouterr()
+    # and the numbers are the reference loop's
+    x, y, weights, biases = net
+    w, b = copies(weights, biases)
+    ref = reference.train(x, y, w, b, lr=0.01, epochs=EPOCHS, **schedule)
+    rtol = 1e-9 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(plain[0], ref, rtol=rtol)
+    for a, e in zip(plain[1], params(w, b)):
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol)
+
+
+def test_hooks_off_history_is_full(net):
+    history, _ = run(net)
+    assert history.shape == (EPOCHS,) and np.all(np.isfinite(history)) and np.all(history > 0)
+
+
+# ----------------------------------------------------------------------------- progress
+
+def _without_tqdm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+
+
+def test_progress_without_tqdm_is_a_plain_line_on_stderr(net, monkeypatch, capsys):
+    _without_tqdm(monkeypatch)
+    history, trained = run(net, progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1  # one line, updated with \r
+    last = err.rstrip("\n").split("\r")[-1]
+    assert f"{EPOCHS}/{EPOCHS}" in last
+    assert f"{history[-1]:.6g}" in last
+    assert_bitwise((history, trained), run(net))
+
+
+def test_progress_without_tqdm_stops_with_the_callback(net, monkeypatch, capsys):
+    _without_tqdm(monkeypatch)
+    history, _ = run(net, progress=True, callback=lambda e, l: e < 4)
+    err = capsys.readouterr().err
+    assert len(history) == 5
+    assert f"5/{EPOCHS}" in err.split("\r")[-1] and err.endswith("\n")
+
+
+def test_progress_with_tqdm(net, capsys):
+    pytest.importorskip("tqdm")
+    history, trained = run(net, progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"{EPOCHS}/{EPOCHS}" in err
+    assert_bitwise((history, trained), run(net))
+
+
+# ----------------------------------------------------------------------------- bad arguments
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    (dict(print_every=0), ValueError, "print_every"),
+    (dict(print_every=-2), ValueError, "print_every"),
+    (dict(print_every=2.5), TypeError, "print_every"),
+    (dict(print_every="10"), TypeError, "print_every"),
+    (dict(print_every=True), TypeError, "print_every"),
+    (dict(callback="print"), TypeError, "callback"),
+    (dict(callback=3), TypeError, "callback"),
+    (dict(callback=lambda e, l: None, callback_every=0), ValueError, "callback_every"),
+    (dict(callback=lambda e, l: None, callback_every=-1), ValueError, "callback_every"),
+    (dict(callback=lambda e, l: None, callback_every=1.0), TypeError, "callback_every"),
+    (dict(callback_every=0), ValueError, "callback_every"),
+    (dict(progress="yes"), TypeError, "progress"),
+    (dict(progress=1), TypeError, "progress"),
+    (dict(progress=None), TypeError, "progress"),
+])
+def test_bad_hook_arguments(net, kwargs, error, name):
+    x, y, weights, biases = net
+    w, b = copies(weights, biases)
+    with pytest.raises(error, match=name):
+        fastnn.train(x, y, w, b, lr=0.01, epochs=3, **kwargs)
+    for a, e in zip(params(w, b), params(weights, biases)):  # nothing was trained
+        np.testing.assert_array_equal(a, e)
+
+
+def test_callback_every_none_with_a_callback_is_clear(net):
+    # either accepted, or rejected by an error that names the argument (not a bare
+    # "unsupported operand" from inside the driver)
+    x, y, weights, biases = net
+    w, b = copies(weights, biases)
+    try:
+        fastnn.train(x, y, w, b, lr=0.01, epochs=3, callback=lambda e, l: None,
+                     callback_every=None)
+    except (TypeError, ValueError) as exc:
+        assert "callback_every" in str(exc)
+
+
+# ----------------------------------------------------------------------------- gradcheck
+
+ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
+
+
+@pytest.mark.parametrize("loss", ["sse", "mse"])
+@pytest.mark.parametrize("with_biases", [False, True])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradcheck_is_small(activation, with_biases, loss):
+    # Central differences in float64 err by about eps**2 * |third derivative|
+    # (truncation) plus about 1e-16 * |loss| / eps (rounding), relative to the
+    # gradient entry. Here losses are ~10 and the smallest entries ~1e-4, so:
+    # * eps=1e-5 (near the optimum, the cube root of the machine epsilon): < 1e-6;
+    # * the default eps=1e-6: rounding alone reaches ~1e-5 on those small entries
+    #   (measured up to 8e-6 over seeds 3-7), so the bound there is 3e-5.
+    # A wrong gradient gives ~1e-2 (test_gradcheck_detects_a_wrong_gradient).
+    # A ReLU kink within eps of a pre-activation has probability ~1e-5 here.
+    x, y, weights, biases = make_net(biases=with_biases, rows=8, seed=3)
+    err = fastnn.gradcheck(x, y, weights, biases, activation=activation, loss=loss, eps=1e-5)
+    assert 0 <= err < 1e-6
+    err = fastnn.gradcheck(x, y, weights, biases, activation=activation, loss=loss)
+    assert 0 <= err < 3e-5
+
+
+def test_gradcheck_mixed_activations_and_depths():
+    for widths in [(3, 2), (3, 4, 2), (3, 4, 5, 4, 2)]:
+        x, y, weights, biases = make_net(widths=widths, rows=6, seed=4)
+        acts = ["tanh", "relu", "sigmoid"][:len(widths) - 2]
+        assert fastnn.gradcheck(x, y, weights, biases, activation=acts, loss="mse",
+                                eps=1e-5) < 1e-6
+
+
+def test_gradcheck_does_not_modify_anything():
+    x, y, weights, biases = make_net(biases=True, rows=8, seed=5)
+    x32 = x.astype(np.float32)
+    w32 = [w.astype(np.float32) for w in weights]
+    b32 = [b.astype(np.float32) for b in biases]
+    for args in [(x, y, weights, biases), (x32, y, w32, b32)]:
+        before = [a.copy() for a in (args[0], args[1], *args[2], *args[3])]
+        err = fastnn.gradcheck(*args, activation="sigmoid", loss="sse", eps=1e-5)
+        after = (args[0], args[1], *args[2], *args[3])
+        for a, b in zip(after, before):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        assert err < 1e-6  # float32 parameters are checked in float64
+
+
+def test_gradcheck_accepts_read_only_arrays():
+    x, y, weights, biases = make_net(rows=8, seed=6)
+    for a in (x, y, *weights, *biases):
+        a.flags.writeable = False
+    assert fastnn.gradcheck(x, y, weights, biases, activation="tanh", loss="sse", eps=1e-5) < 1e-6
+
+
+def test_gradcheck_samples_subset_is_seeded():
+    x, y, weights, biases = make_net(rows=8, seed=7)
+    a = fastnn.gradcheck(x, y, weights, biases, activation="tanh", samples=5, seed=1, eps=1e-5)
+    b = fastnn.gradcheck(x, y, weights, biases, activation="tanh", samples=5, seed=1, eps=1e-5)
+    assert a == b and 0 <= a < 1e-6
+
+
+def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
+    # the check must be able to fail: scale one analytic gradient entry by 1.01
+    import fastnn.kernels as K
+    original = K.loss_and_grad
+
+    def wrong(grads, *args):
+        value = original(grads, *args)
+        grads[0] *= 1.01
+        return value
+
+    monkeypatch.setattr(K, "loss_and_grad", wrong)
+    x, y, weights, biases = make_net(rows=8, seed=8)
+    err = fastnn.gradcheck(x, y, weights, biases, activation="tanh", loss="sse")
+    assert 0.005 < err < 0.02
+
+
+def test_gradcheck_rejects_bad_input():
+    x, y, weights, biases = make_net(rows=8)
+    with pytest.raises(ValueError, match="activation"):
+        fastnn.gradcheck(x, y, weights, biases, activation="softplus", loss="sse")
+    with pytest.raises(ValueError, match="loss"):
+        fastnn.gradcheck(x, y, weights, biases, activation="relu", loss="l1")
+    with pytest.raises(ValueError, match="y"):
+        fastnn.gradcheck(x, y[:3], weights, biases, activation="relu", loss="sse")
