@@ -68,11 +68,16 @@ def _readonly(a):
 
 
 def _check_hooks(print_every, callback, callback_every, progress):
-    for name, value in (("print_every", print_every), ("callback_every", callback_every)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                  or value < 1):
-            raise (TypeError if not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-                   else ValueError)(f"{name} must be None or an int >= 1, found {value!r}")
+    for name, value, optional in (("print_every", print_every, True),
+                                  ("callback_every", callback_every, False)):
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be {'None or ' if optional else ''}an int >= 1, "
+                            f"found {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be {'None or ' if optional else ''}an int >= 1, "
+                             f"found {value!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(epoch, loss), "
                         f"found {type(callback).__name__}")
@@ -209,7 +214,8 @@ def _report(history, start, end, print_every, callback, callback_every):
         if print_every and epoch % print_every == 0:
             print(epoch, history[epoch])
     if callback is not None and end % callback_every == 0:
-        return callback(end - 1, float(history[end - 1])) is False
+        answer = callback(end - 1, float(history[end - 1]))
+        return answer is False or (isinstance(answer, np.bool_) and not answer)
     return False
 
 

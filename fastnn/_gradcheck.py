@@ -8,7 +8,7 @@ from ._validate import check_network
 
 
 def gradcheck(x, y, weights, biases=None, *, activation="relu", loss="sse",
-              eps=1e-6, samples=None, seed=0):
+              eps=1e-5, samples=None, seed=0):
     """Maximum relative error of fastnn's analytic gradient against central differences.
 
     Works in float64 on copies (nothing is modified). The gradient checked is the
