@@ -3,7 +3,8 @@
 Everything here is plain code, no pytest: ``bench_workloads.py`` turns it into
 benchmark groups, ``conftest.py`` records the machine and prints a summary.
 
-* :func:`make_problem` builds one workload (issue 3) from a seeded generator.
+* :func:`make_problem` builds one workload (issue 3) from ``fastnn._workloads``,
+  the seeded arrays ``python -m fastnn demo`` trains too.
 * :data:`IMPLS` lists the implementations; each one prepares a problem, hands
   out fresh copies of the initial parameters (``setup``), runs the whole
   training (``run``, the only timed part) and converts its result to NumPy.
@@ -11,14 +12,16 @@ benchmark groups, ``conftest.py`` records the machine and prints a summary.
 * :func:`check_training` compares a result with ``fastnn.reference``.
 """
 
+import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 import fastnn
+from fastnn import _workloads as _wl
 from fastnn import reference
 
 # ---------------------------------------------------------------- tolerances
@@ -55,7 +58,6 @@ class Problem:
     biases: list            # None (no biases) or one array per layer
     kwargs: dict            # activation, loss, lr, epochs, batch_size
     note: str = ""
-    info: dict = field(default_factory=dict)
 
     @property
     def widths(self):
@@ -99,77 +101,53 @@ class Problem:
         return total * self.kwargs["epochs"]
 
 
-def _relu2(dtype, hidden=100, epochs=500):
-    # Seeds 000/001/003: N, D_in, H, D_out = 64, 1000, 100, 10, randn data and
-    # weights, lr 1e-6. For other widths (the sweep) w1 is scaled by
-    # sqrt(100 / H): the largest curvature seen by w2 grows like H * |w1|^2, and
-    # lr 1e-6 only converges at the seeds' value of that product.
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 1000))
-    y = rng.standard_normal((64, 10))
-    w1 = rng.standard_normal((1000, hidden)) * math.sqrt(100 / hidden)
-    w2 = rng.standard_normal((hidden, 10))
-    return (x, y, [w1, w2], None, dict(activation="relu", loss="sse", lr=1e-6, epochs=epochs),
-            f"64x1000 -> {hidden} -> 10, ReLU, SSE, lr 1e-6, {epochs} epochs, full batch")
-
-
-def _sigmoid2(dtype, epochs=200):
-    # Seed 002: N, D_in, H, D_out = 64, 1000, 1000, 10, lr 1e-4. With the
-    # seed's unit-variance weights this generator's draw saturates the sigmoid
-    # and diverges (non-finite loss at epoch ~80), so the weights are scaled by
-    # 1/sqrt(fan_in): the run then converges (829 -> 44 in 200 epochs) and
-    # fastnn and the reference agree to ~1e-15 (float64) / ~1e-7 (float32).
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((64, 1000))
-    y = rng.standard_normal((64, 10))
-    w1 = rng.standard_normal((1000, 1000)) / math.sqrt(1000)
-    w2 = rng.standard_normal((1000, 10)) / math.sqrt(1000)
-    return (x, y, [w1, w2], None, dict(activation="sigmoid", loss="sse", lr=1e-4, epochs=epochs),
-            f"64x1000 -> 1000 -> 10, sigmoid, SSE, lr 1e-4, {epochs} epochs, full batch, "
-            "weights ~ N(0, 1/fan_in)")
-
-
-def _mlp3(rows, rng, zero_bias):
-    # Seed 004: X ~ randn(rows, 5), y = log(X @ beta + 20), a 5-4-4-1 ReLU net.
-    w1 = rng.standard_normal((5, 4))
-    b1 = np.zeros((1, 4)) if zero_bias else rng.standard_normal((1, 4))
-    w2 = rng.standard_normal((4, 4))
-    b2 = np.zeros((1, 4)) if zero_bias else rng.standard_normal((1, 4))
-    w3 = rng.standard_normal((4, 1))
-    b3 = np.zeros((1, 1)) if zero_bias else rng.standard_normal((1, 1))
-    x = rng.standard_normal((rows, 5))
-    beta = rng.standard_normal((5, 1))
-    y = np.log(x @ beta + 20)
-    return x, y, [w1, w2, w3], [b1, b2, b3]
-
-
-def _mlp3_gd(dtype, epochs=501):
-    x, y, ws, bs = _mlp3(900, np.random.default_rng(4), zero_bias=False)
-    return (x, y, ws, bs, dict(activation="relu", loss="mse", lr=0.1, epochs=epochs),
-            f"900x5 -> 4 -> 4 -> 1, ReLU, biases, MSE, lr 0.1, {epochs} epochs, full batch")
-
-
-def _mlp3_sgd(dtype, epochs=501):
-    # The seed's SGD part draws new data (90 rows) and zero biases.
-    x, y, ws, bs = _mlp3(90, np.random.default_rng([4, 1]), zero_bias=True)
-    return (x, y, ws, bs, dict(activation="relu", loss="mse", lr=0.1, epochs=epochs,
-                               batch_size=1),
-            f"90x5 -> 4 -> 4 -> 1, ReLU, biases, MSE, lr 0.1, {epochs} epochs, batch_size=1")
-
-
-WORKLOADS = {"relu2": _relu2, "sigmoid2": _sigmoid2, "mlp3_gd": _mlp3_gd, "mlp3_sgd": _mlp3_sgd}
+# The initial points are fastnn._workloads' (its docstring says why each
+# converges; sigmoid2 starts from 0.1 x randn weights, since seed 002's
+# unit-variance weights saturate every sigmoid and this generator's draw
+# diverges at lr 1e-4). Every result is checked against the reference anyway.
+WORKLOADS = {name: _wl.WORKLOADS[name] for name in ("relu2", "sigmoid2", "mlp3_gd", "mlp3_sgd")}
 DTYPES = ("float64", "float32")
 SWEEP_WIDTHS = (16, 64, 256, 1024)
 SWEEP_EPOCHS = 50
 
 
-def make_problem(workload, dtype, **options):
-    """The workload's data and initial parameters, drawn in float64 and cast."""
-    x, y, ws, bs, kwargs, note = WORKLOADS[workload](dtype, **options)
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    name = workload if not options else workload + "-" + "-".join(f"{k}{v}" for k, v in options.items())
-    return Problem(name, dtype, cast(x), cast(y), [cast(w) for w in ws],
-                   None if bs is None else [cast(b) for b in bs], kwargs, note)
+def describe(w, epochs=None):
+    """One line for the report: 'seeds 000/001/003: 64x1000->100->10, relu, SSE, ...'."""
+    epochs = w.epochs if epochs is None else epochs
+    lr = f"{w.lr:g}" if w.lr >= 1e-3 else f"{w.lr:.0e}".replace("e-0", "e-")
+    parts = [w.shape, w.activation, w.loss.upper(), f"lr {lr}", f"{epochs} epochs",
+             "full batch" if w.batch_size is None else f"batch_size={w.batch_size}"]
+    if w.biases != "none":
+        parts.append(f"biases {w.biases}")
+    if w.weight_scale != 1.0:
+        parts.append(f"weights {w.weight_scale:g} x randn")
+    return f"seed{'s' if '/' in w.seeds else ''} {w.seeds}: " + ", ".join(parts)
+
+
+def make_problem(workload, dtype, hidden=None, epochs=None):
+    """A workload from ``fastnn._workloads`` (the arrays the demo uses too).
+
+    ``hidden`` (the width sweep) replaces relu2's hidden width H and scales w1
+    by sqrt(100 / H): the largest curvature seen by w2 grows like H * |w1|^2,
+    and lr 1e-6 only converges near the seeds' value of that product.
+    """
+    w = WORKLOADS[workload]
+    name = workload
+    scale_w1 = 1.0
+    if hidden is not None:
+        w = dataclasses.replace(w, widths=(w.widths[0], hidden) + tuple(w.widths[2:]))
+        scale_w1 = math.sqrt(100 / hidden)
+        name += f"-h{hidden}"
+    p = w.build(np.dtype(dtype))
+    weights = [np.ascontiguousarray(a) for a in p.weights]
+    if scale_w1 != 1.0:
+        weights[0] = np.ascontiguousarray(weights[0] * weights[0].dtype.type(scale_w1))
+    biases = None if p.biases is None else [np.ascontiguousarray(b) for b in p.biases]
+    note = describe(w, epochs)
+    if scale_w1 != 1.0:
+        note += f", w1 scaled by sqrt(100/{hidden})"
+    return Problem(name, np.dtype(dtype).name, np.ascontiguousarray(p.x), np.ascontiguousarray(p.y),
+                   weights, biases, w.train_kwargs(epochs), note)
 
 
 # ------------------------------------------------------------- verification
@@ -189,7 +167,8 @@ def check_training(label, problem, result, oracle):
     hist, ws, bs = result
     ref_hist, ref_ws, ref_bs = oracle
     hist = np.asarray(hist, np.float64)
-    assert hist.shape == ref_hist.shape, f"{label}: loss history has shape {hist.shape}, want {ref_hist.shape}"
+    assert hist.shape == ref_hist.shape, \
+        f"{label}: loss history has shape {hist.shape}, want {ref_hist.shape}"
     assert np.isfinite(hist).all(), f"{label}: non-finite loss history"
     np.testing.assert_allclose(np.sqrt(hist), np.sqrt(ref_hist), rtol=rtol,
                                atol=rtol * math.sqrt(ref_hist[0]),
@@ -371,8 +350,7 @@ def _activation_backward_torch(d, a, name):
 
 class TorchImpl(Impl):
     """PyTorch eager, no autograd: the NumPy loop written with tensors."""
-    name = "torch"
-    needs_warm_estimate = True
+    name = "torch"  # eager: the checked first run is already warm enough to size the rounds
 
     def __init__(self, problem):
         super().__init__(problem)

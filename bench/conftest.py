@@ -100,7 +100,8 @@ def pytest_runtest_call(item):
 
 
 def _ms(seconds):
-    return f"{seconds * 1e3:.4g} ms"
+    from report import fmt_time
+    return fmt_time(seconds)
 
 
 def pytest_terminal_summary(terminalreporter):

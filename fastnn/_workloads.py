@@ -16,11 +16,12 @@ dtypes, and fastnn to agree with the NumPy reference):
 
 * relu2: standard normal data and weights, as seeds 000/001/003; the SSE falls
   from about 3e7 to about 5e-7 in 500 epochs.
-* sigmoid2: standard normal data, weights scaled by 0.1. Seed 002's scale-1
-  weights saturate every sigmoid and diverge with lr 1e-4 for some draws; from
-  this init the SSE goes from about 2e3 to about 0.1 in 200 epochs (with a
-  transient rise in the first epochs: lr 1e-4 is above the stable step along
-  the output-mean direction until the hidden layer adapts, as in seed 002).
+* sigmoid2: standard normal data, weights scaled by 0.1. With seed 002's
+  unit-variance weights every sigmoid saturates, and this generator's draw
+  diverges at lr 1e-4 (non-finite loss at epoch 101); from this init the SSE
+  goes from about 2e3 to about 0.1 in 200 epochs, after a transient rise in the
+  first epochs (lr 1e-4 is above the stable step along the output-mean
+  direction until the hidden layer adapts; seed 002's own run does the same).
 * mlp3_gd: seed 004's data, y = log(X @ beta + 20), and its standard normal
   weights and biases; the MSE goes from about 24 to about 0.012.
 * mlp3_sgd: the same on 90 rows with zero biases, as seed 004's SGD cell,

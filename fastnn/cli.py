@@ -298,10 +298,11 @@ def _print_row(out, r):
 
 def _print_footer(out, rows, total, plot):
     print(file=out)
-    print(f"NumPy: fastnn.reference.train, the seeds' loop; fastnn: fastnn.train, compiled. "
-          f"Times are the best of up to {MAX_RUNS} runs from the same initial point; "
-          f"max |dw| is the largest difference between the two sets of trained weights "
-          f"and biases. Total {total:.1f} s.", file=out)
+    print("NumPy = fastnn.reference.train (the seeds' loop); fastnn = fastnn.train (compiled; "
+          "compile time excluded).", file=out)
+    print(f"Times are the best of up to {MAX_RUNS} runs from the same initial point. max |dw| is "
+          "the largest", file=out)
+    print(f"|fastnn - NumPy| over the trained weights and biases. Total {total:.1f} s.", file=out)
     if plot:
         print(f"Wrote {plot}.", file=out)
 
