@@ -173,9 +173,9 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
     cast = []
     for name, d in data:
         d = np.ascontiguousarray(d, dtype=dtype)
-        finite = np.isfinite(d)
-        if not finite.all():
-            bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+        # min and max see any NaN or Inf without an N-sized temporary
+        if not (np.isfinite(d.min()) and np.isfinite(d.max())):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(d))[0])
             raise ValueError(f"{name} must be finite, found {d[bad]} at index {bad}")
         cast.append(d)
     return Network(x=cast[0], y=cast[1] if y is not None else None, weights=list(weights),

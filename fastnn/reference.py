@@ -28,7 +28,7 @@ def activation_forward(z, activation):
 def activation_backward(d, a, activation):
     """d * act'(z), with the derivative written from the output a = act(z)."""
     if activation == "relu":
-        return d * (a > 0)
+        return np.where(a > 0, d, 0)  # as the seeds' grad_h[z < 0] = 0: no inf * 0
     if activation == "sigmoid":
         return d * (a * (1 - a))
     if activation == "tanh":

@@ -10,6 +10,8 @@ All kernels are compiled with the same options:
   (unwritable directory, truncated or foreign file) become an exception.
 """
 
+import hashlib
+import os
 import warnings
 
 import numba
@@ -21,14 +23,35 @@ FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
 OPTIONS = dict(nogil=True, error_model="numpy", fastmath=set(FASTMATH))
 
 
+def _sources_stamp():
+    # Numba keys a cache entry on its own file only; a kernel inlines code from the
+    # other files here, so any change to any of them must invalidate every entry.
+    digest = hashlib.sha256()
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
 class TolerantCache(FunctionCache):
     """A Numba on-disk cache that degrades to in-memory compilation.
 
     A cache file that cannot be read or written (read-only install, full disk,
     a file truncated by a crash, concurrent writers as in numba issue 4807)
     costs a recompilation and at most a warning, never an exception. A loaded
-    entry whose signature is not the one asked for is discarded.
+    entry whose signature is not the one asked for is discarded. Entries are
+    also keyed on every kernel source file (see ``_sources_stamp``).
     """
+
+    _stamp = None
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        if TolerantCache._stamp is None:
+            TolerantCache._stamp = _sources_stamp()
+        self._cache_file._source_stamp = (self._cache_file._source_stamp, TolerantCache._stamp)
 
     def load_overload(self, sig, target_context):
         try:
@@ -37,6 +60,10 @@ class TolerantCache(FunctionCache):
             warnings.warn(f"fastnn: ignoring unreadable Numba cache for "
                           f"{self._name} ({type(exc).__name__}: {exc}); recompiling",
                           RuntimeWarning, stacklevel=2)
+            try:  # drop the unreadable index so that saving can write a good one
+                os.unlink(self._cache_file._index_path)
+            except OSError:
+                pass
             return None
         if cres is not None and tuple(cres.signature.args) != tuple(sig):
             return None

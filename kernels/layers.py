@@ -223,12 +223,12 @@ def loss_forward_backward(d, pred, y, loss):
         if loss == SSE:
             for t in range(m):
                 r = prow[t] - yrow[t]
-                total += float(r) * float(r)
+                total += np.float64(r) * np.float64(r)  # float64 even for float32 data
                 drow[t] = 2.0 * r
         else:
             for t in range(m):
                 r = prow[t] - yrow[t]
-                total += float(r) * float(r)
+                total += np.float64(r) * np.float64(r)  # float64 even for float32 data
                 drow[t] = r / m
     if loss == MSE:
         total /= n * m

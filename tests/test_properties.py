@@ -9,16 +9,21 @@ small lr, at most 4 epochs, so rounding is not amplified.
 
 Tolerances (issue 2: rtol 1e-9 in float64, 1e-4 in float32) are checked
 against the spread measured by rerunning the reference with the initial weights
-moved by 1 ulp, over 3000 random cases drawn like the ones below (see
-``measure_spread`` at the end; ``python tests/test_properties.py`` reruns it):
+moved by 1 ulp, over 13000 random cases drawn like the ones below (see
+``measure_spread`` at the end; ``python tests/test_properties.py`` reruns it).
+Worst case over all of them:
 
-  * loss history, relative:                    float64 <= 3e-15, float32 <= 2e-6
-  * weights, |diff| / max|w| of each array:    float64 <= 3e-15, float32 <= 2e-6
-  * fastnn vs reference, same measures:        float64 <= 5e-15, float32 <= 3e-6
+  * 1 ulp, loss history:                       float64 1.5e-14, float32 3.7e-6
+  * 1 ulp, parameters:                         float64 2.8e-13, float32 4.0e-6
+  * fastnn vs reference, loss history:         float64 2.3e-14, float32 2.1e-6
+  * fastnn vs reference, parameters:           float64 6.1e-13, float32 5.6e-6
 
-so the asserted bounds leave a margin of ~1e5 (float64) and ~30 (float32).
-Weights are compared relative to the largest element of their array, because
-an element near zero carries the rounding of the whole dot product that made it.
+(loss history measured elementwise-relative, an upper bound of the measure
+asserted below), so the asserted bounds leave a margin of > 1e3 (float64) and
+~18 (float32). Every comparison is relative to the largest magnitude of its
+array (``scaled_error``): an element near zero -- a weight, an output, or a
+loss after a near-perfect fit -- carries the rounding of the larger terms that
+cancelled to make it.
 
 Budget: CI=1 loads the derandomized "ci" profile (fixed examples, same every
 run); otherwise a "dev" profile with fewer, random examples. Either keeps this
@@ -35,9 +40,9 @@ from hypothesis import strategies as st
 import fastnn
 from fastnn import reference
 
-settings.register_profile("ci", derandomize=True, max_examples=60, deadline=None,
+settings.register_profile("ci", derandomize=True, max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", max_examples=25, deadline=None,
+settings.register_profile("dev", max_examples=50, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
@@ -81,21 +86,15 @@ def make_case(p):
     y = rng.standard_normal((p["n_rows"], widths[-1]))
     weights = []
     for n_in, n_out in zip(widths, widths[1:]):
-        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
-        if p["layout"] == "F":
-            w = np.asfortranarray(w)
-        elif p["layout"] == "slice":  # a strided view into a bigger array
-            big = np.zeros((2 * n_in, n_out + 1), dtype)
-            big[::2, 1:] = w
-            w = big[::2, 1:]
-        weights.append(w)
+        weights.append((rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype))
     biases = None
     if p["bias"] is not None:
         shape = (lambda n: (n,)) if p["bias"] == "flat" else (lambda n: (1, n))
         biases = [(0.1 * rng.standard_normal(shape(n))).astype(dtype) for n in widths[1:]]
-    # Small steps: SSE sums over the batch, so its step shrinks with the batch size.
+    # Small steps. The curvature grows like |a_in|^2 ~ n_in summed over the layers;
+    # SSE's gradient sums 2 r over the batch rows, MSE's averages r.
     rows = p["n_rows"] if p["batch_size"] is None else min(p["batch_size"], p["n_rows"])
-    lr = 0.05 if p["loss"] == "mse" else 0.02 / rows
+    lr = 0.1 / sum(widths) / (1 if p["loss"] == "mse" else 2 * rows)
     kwargs = dict(activation=p["activation"], loss=p["loss"], lr=lr, epochs=p["epochs"],
                   batch_size=p["batch_size"], shuffle=p["shuffle"], seed=p["shuffle_seed"])
     return x, y, weights, biases, kwargs
@@ -123,33 +122,37 @@ def test_train_matches_reference(p):
     x, y, w0, b0, kw = make_case(p)
     rtol = RTOL[np.dtype(p["dtype"])]
 
-    w_f, b_f = copies(w0), copies(b0)
     # fastnn must write back into the user's arrays whatever their layout.
-    w_f = [np.asfortranarray(w) if p["layout"] == "F" else w for w in w_f]
-    if p["layout"] == "slice":
-        w_f = [_strided_copy(w) for w in w0]
+    w_f, b_f = [with_layout(w, p["layout"]) for w in w0], copies(b0)
     hist_f = fastnn.train(x, y, w_f, b_f, **kw)
 
     w_r, b_r = copies(w0), copies(b0)
     hist_r = reference.train(x, y, w_r, b_r, **kw)
 
     assert hist_f.dtype == np.float64 and hist_f.shape == (p["epochs"],)
-    np.testing.assert_allclose(hist_f, hist_r, rtol=rtol, atol=0)
-    for name, a, b in zip(range(100), params_of(w_f, b_f), params_of(w_r, b_r)):
+    # Losses relative to the largest of the history: a loss is a sum of squared
+    # residuals whose rounding error is absolute (eps x the size of the terms), so a
+    # near-perfect fit (loss -> 0, residuals cancel) is only accurate to that scale.
+    # Hypothesis found one: float32, 1 row, loss 7e-7 after 4 epochs, relative
+    # difference 1.3e-4 but 1e-8 of the first epoch's loss.
+    assert scaled_error(hist_f, hist_r) <= rtol, (hist_f, hist_r)
+    for i, (a, b) in enumerate(zip(params_of(w_f, b_f), params_of(w_r, b_r))):
         assert a.dtype == b.dtype and a.shape == b.shape
-        assert scaled_error(a, b) <= rtol, f"parameter {name}: {scaled_error(a, b):.3g}"
-    # the strided views really were updated in place, their parents untouched elsewhere
-    if p["layout"] == "slice":
+        assert scaled_error(a, b) <= rtol, f"parameter {i}: {scaled_error(a, b):.3g}"
+    if p["layout"] == "slice":  # the views were updated, the rest of their parents not
         for w in w_f:
-            assert not w.flags.c_contiguous or w.size <= 1
-            base = w.base
-            assert np.all(base[1::2] == 0) and np.all(base[:, 0] == 0)
+            assert np.all(w.base[1::2] == 0) and np.all(w.base[:, 0] == 0)
 
 
-def _strided_copy(w):
-    big = np.zeros((2 * w.shape[0], w.shape[1] + 1), w.dtype)
-    big[::2, 1:] = w
-    return big[::2, 1:]
+def with_layout(w, layout):
+    """A fresh copy of w: C order, Fortran order, or a strided view into a bigger array."""
+    if layout == "F":
+        return np.asfortranarray(w.copy())
+    if layout == "slice":
+        big = np.zeros((2 * w.shape[0], w.shape[1] + 1), w.dtype)
+        big[::2, 1:] = w
+        return big[::2, 1:]
+    return w.copy()
 
 
 @given(problems())
@@ -208,7 +211,7 @@ def measure_spread(n_cases=3000, seed=0):
         w_f, b_f = copies(w0), copies(b0)
         h_f = fastnn.train(x, y, w_f, b_f, **kw)
         for what, h, w, b in (("ulp", h_u, w_u, b_u), ("fastnn", h_f, w_f, b_f)):
-            loss_err = float(np.max(np.abs(h - h_r) / np.abs(h_r)))
+            loss_err = scaled_error(h, h_r)
             par_err = max(scaled_error(a, c) for a, c in
                           zip(params_of(w, b), params_of(w_r, b_r)))
             k = (key, what)

@@ -1,0 +1,319 @@
+"""Numba's on-disk cache can never break fastnn (subprocess tests).
+
+Issue 4: import and train work when NUMBA_CACHE_DIR cannot be written, when the
+package directory is read-only, and when a cache file is truncated or corrupted
+(a recompilation and at most a warning, never an exception); four processes
+started at once on an empty cache all finish with identical, correct results
+(numba issue 4807: concurrent cache writers).
+
+Every test runs children on a private copy of the package, laid out as
+installed (``site/fastnn/`` with ``site/fastnn/kernels/``, no __pycache__),
+put first on PYTHONPATH. The copy is taken once per module, so the lead's
+concurrent edits of kernels/ cannot turn a warm cache stale mid-module, and the
+repository's own kernels/__pycache__ is never touched.
+
+Unwritable for root: the tests run as root, where chmod does not stop writes,
+so "unwritable" is built from paths that cannot be directories: a __pycache__
+that is a regular *file* (Python and Numba both fail to create or write into
+it), and cache directories placed *under* a regular file (mkdir fails with
+NotADirectoryError). This is what a read-only mount does to the same calls
+(makedirs / open for writing raise OSError).
+
+Compilation dominates the cost (~15 s per cold process; 4 at once on 2 cores
+~40-80 s depending on load), so the cold runs are few: the 4 concurrent
+processes (which also warm the cache that the other tests copy), and one run
+with no writable cache anywhere; the corrupted cache recompiles only what was
+damaged.
+"""
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import reference
+
+REPO = Path(__file__).resolve().parent.parent
+TIMEOUT = 600
+
+CHILD = textwrap.dedent("""
+    import json, sys, warnings
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        import numpy as np
+        import fastnn
+        out, dtype = sys.argv[1], np.dtype(sys.argv[2])
+        rng = np.random.default_rng(42)
+        x = rng.standard_normal((32, 5))
+        y = rng.standard_normal((32, 2))
+        w = [(rng.standard_normal((5, 6)) / np.sqrt(5)).astype(dtype),
+             (rng.standard_normal((6, 2)) / np.sqrt(6)).astype(dtype)]
+        b = [np.zeros(6, dtype), np.zeros(2, dtype)]
+        hist = fastnn.train(x, y, w, b, activation="tanh", loss="mse", lr=0.05, epochs=20,
+                            batch_size=8)
+    np.savez(out, hist=hist, w0=w[0], w1=w[1], b0=b[0], b1=b[1])
+    print(json.dumps({
+        "fastnn": fastnn.__file__,
+        "kernels": fastnn.kernels.__file__,
+        "cache": type(fastnn.kernels.train_loop._cache).__name__,
+        "hits": sum(fastnn.kernels.train_loop.stats.cache_hits.values()),
+        "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
+    }))
+""")
+
+
+def expected(dtype):
+    """The reference run of CHILD's problem, in this process."""
+    rng = np.random.default_rng(42)
+    x = rng.standard_normal((32, 5))
+    y = rng.standard_normal((32, 2))
+    w = [(rng.standard_normal((5, 6)) / np.sqrt(5)).astype(dtype),
+         (rng.standard_normal((6, 2)) / np.sqrt(6)).astype(dtype)]
+    b = [np.zeros(6, dtype), np.zeros(2, dtype)]
+    hist = reference.train(x, y, w, b, activation="tanh", loss="mse", lr=0.05, epochs=20,
+                           batch_size=8)
+    return dict(hist=hist, w0=w[0], w1=w[1], b0=b[0], b1=b[1])
+
+
+# measured 1-ulp spread of this problem is far below these (see test_properties.py)
+RTOL = {"float64": 1e-9, "float32": 1e-4}
+
+
+def check_correct(result, dtype):
+    ref = expected(np.dtype(dtype))
+    for key, want in ref.items():
+        got = result[key]
+        assert got.dtype == want.dtype and got.shape == want.shape, key
+        np.testing.assert_allclose(got, want, rtol=RTOL[dtype],
+                                   atol=RTOL[dtype] * np.abs(want).max(), err_msg=key)
+
+
+def make_site(root):
+    """root/site/fastnn (+ fastnn/kernels): the package as installed, no caches."""
+    site = Path(root) / "site"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "fastnn", site / "fastnn", ignore=ignore)
+    shutil.copytree(REPO / "kernels", site / "fastnn" / "kernels", ignore=ignore)
+    return site
+
+
+def block_pycache(site):
+    """Make every __pycache__ of the package a regular file: nothing can be written there."""
+    for pkg in (site / "fastnn", site / "fastnn" / "kernels"):
+        (pkg / "__pycache__").write_text("not a directory\n")
+
+
+def unwritable_dir(root):
+    """A path whose parent is a regular file: os.makedirs fails, even for root."""
+    blocker = Path(root) / "a-regular-file"
+    blocker.write_text("")
+    return str(blocker / "cache")
+
+
+def tree(path):
+    return sorted((str(p.relative_to(path)), p.is_file() and p.stat().st_size)
+                  for p in Path(path).rglob("*"))
+
+
+def child_env(site, **extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("NUMBA_") and k not in ("PYTHONPATH", "XDG_CACHE_HOME")}
+    env["PYTHONPATH"] = str(site)
+    env.update(extra)
+    return env
+
+
+def start(site, out, dtype, env):
+    script = Path(out).parent / "child.py"
+    if not script.exists():
+        script.write_text(CHILD)
+    return subprocess.Popen([sys.executable, str(script), str(out), dtype], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, out, site):
+    stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    info = json.loads(stdout.strip().splitlines()[-1])
+    # the child really ran the copy, laid out as installed
+    assert Path(info["fastnn"]).is_relative_to(site), info
+    assert Path(info["kernels"]) == site / "fastnn" / "kernels" / "__init__.py", info
+    with np.load(str(out) + ".npz") as f:
+        result = {k: f[k] for k in f.files}
+    return result, info, stderr
+
+
+def run(site, out, dtype, env):
+    return finish(start(site, out, dtype, env), out, site)
+
+
+def index_files(cache_dir):
+    return sorted(Path(cache_dir).rglob("*.nbi"))
+
+
+def index_loads(path):
+    """True when a Numba cache index unpickles (version, then (stamp, overloads))."""
+    try:
+        with open(path, "rb") as f:
+            pickle.load(f)
+            stamp, overloads = pickle.loads(f.read())
+        return isinstance(overloads, dict)
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return make_site(tmp_path_factory.mktemp("pkg"))
+
+
+@pytest.fixture(scope="module")
+def concurrent_run(site, tmp_path_factory):
+    """Four processes started at once on one empty NUMBA_CACHE_DIR.
+
+    Two train float64 networks and two float32: the float32 and float64 entries
+    of each function race for the same index and data file names, the hazard of
+    numba issue 4807 (a writer's index naming another writer's data file).
+    """
+    root = tmp_path_factory.mktemp("concurrent")
+    cache = root / "numba-cache"
+    cache.mkdir()
+    env = child_env(site, NUMBA_CACHE_DIR=str(cache))
+    dtypes = ["float64", "float32", "float64", "float32"]
+    procs = [start(site, root / f"out{i}", dt, env) for i, dt in enumerate(dtypes)]
+    results = [finish(p, root / f"out{i}", site) for i, p in enumerate(procs)]
+    return dict(cache=cache, env=env, dtypes=dtypes, results=results, root=root)
+
+
+def test_four_processes_on_an_empty_cache(concurrent_run):
+    results, dtypes = concurrent_run["results"], concurrent_run["dtypes"]
+    for (result, info, _), dtype in zip(results, dtypes):
+        check_correct(result, dtype)
+        assert info["cache"] == "TolerantCache"
+    for i, j in ((0, 2), (1, 3)):  # same dtype: identical, bitwise
+        for key in results[i][0]:
+            np.testing.assert_array_equal(results[i][0][key], results[j][0][key], strict=True)
+    assert index_files(concurrent_run["cache"]), "nothing was cached"
+    assert all(index_loads(p) for p in index_files(concurrent_run["cache"]))
+
+
+def test_cache_written_concurrently_is_sound(concurrent_run, site):
+    # A fifth process, both dtypes, loads what the four wrote: same results bitwise.
+    root, env = concurrent_run["root"], concurrent_run["env"]
+    hits = 0
+    for i, dtype in ((0, "float64"), (1, "float32")):
+        result, info, stderr = run(site, root / f"again-{dtype}", dtype, env)
+        hits += info["hits"]
+        for key in result:
+            np.testing.assert_array_equal(result[key], concurrent_run["results"][i][0][key],
+                                          strict=True)
+    # The cache is used. (Not necessarily for both dtypes: racing writers can lose an
+    # index update -- the last writer's index wins -- which costs a recompilation.)
+    assert hits > 0, "the training loop was never loaded from the cache"
+
+
+def _corrupt(cache):
+    """Truncate, empty and garble cache files the float64 run needs."""
+    def one(pattern):
+        files = sorted(cache.rglob(pattern))
+        assert files, pattern
+        return files[0]
+
+    hit = []
+    index = one("loop.train_loop-*.nbi")            # truncated mid-pickle, as by a crash
+    data = index.read_bytes()
+    index.write_bytes(data[:len(data) // 2])
+    hit.append(index)
+    for name in ("layers.loss_forward_backward-*.nbc", "layers.dense_backward-*.nbc"):
+        for i, f in enumerate(sorted(cache.rglob(name))):
+            if name.startswith("layers.loss"):
+                f.write_bytes(b"")                   # empty data file
+            else:
+                f.write_bytes(b"\x00garbage\xff" * 8 + f.read_bytes()[80:])  # bad header
+            hit.append(f)
+    idx = one("loop.network_forward-*.nbi")          # an index that is not a pickle at all
+    idx.write_bytes(b"this is not a pickle")
+    hit.append(idx)
+    return hit
+
+
+@pytest.fixture(scope="module")
+def corrupted_run(concurrent_run, site, tmp_path_factory):
+    """A float64 run on a copy of the warm cache with damaged files."""
+    root = tmp_path_factory.mktemp("corrupted")
+    cache = root / "numba-cache"
+    shutil.copytree(concurrent_run["cache"], cache)
+    hit = _corrupt(cache)
+    env = child_env(site, NUMBA_CACHE_DIR=str(cache))
+    result, info, stderr = run(site, root / "out", "float64", env)
+    return dict(cache=cache, env=env, root=root, result=result, info=info, hit=hit)
+
+
+def test_corrupted_cache_files(corrupted_run, concurrent_run, site):
+    result, info = corrupted_run["result"], corrupted_run["info"]
+    # same results as before, bitwise (the same code, recompiled), and correct
+    for key in result:
+        np.testing.assert_array_equal(result[key], concurrent_run["results"][0][0][key],
+                                      strict=True)
+    check_correct(result, "float64")
+    # at most warnings: RuntimeWarnings naming fastnn, and the damage was noticed
+    assert info["warnings"], "corrupted files were loaded without a word?"
+    assert all(w.startswith("RuntimeWarning: fastnn") for w in info["warnings"]), info
+    # the damaged cache keeps working (and its float32 entries were not lost)
+    root, env = corrupted_run["root"], corrupted_run["env"]
+    result, info, stderr = run(site, root / "out32", "float32", env)
+    check_correct(result, "float32")
+    for key in result:
+        np.testing.assert_array_equal(result[key], concurrent_run["results"][1][0][key],
+                                      strict=True)
+
+
+def test_corrupted_index_is_repaired(corrupted_run):
+    bad = [p.name for p in index_files(corrupted_run["cache"]) if not index_loads(p)]
+    assert not bad, f"still unreadable after a successful run: {bad}"
+
+
+def test_no_writable_cache_anywhere(tmp_path):
+    # Read-only package (__pycache__ are files), NUMBA_CACHE_DIR under a regular file,
+    # and no user-wide cache (XDG_CACHE_HOME under a regular file): Numba finds no
+    # cache location at all, so fastnn must compile in memory. (A read-only package
+    # with a writable user cache is Numba's own fallback, not tested: one more cold
+    # compilation.)
+    site = make_site(tmp_path)
+    block_pycache(site)
+    before = tree(site)
+    env = child_env(site, NUMBA_CACHE_DIR=unwritable_dir(tmp_path),
+                    XDG_CACHE_HOME=unwritable_dir(tmp_path))
+    result, info, stderr = run(site, tmp_path / "out", "float64", env)
+    check_correct(result, "float64")
+    assert info["cache"] == "NullCache", info  # compiled in memory, as documented
+    assert all(w.startswith("RuntimeWarning: fastnn") for w in info["warnings"]), info
+    assert tree(site) == before  # nothing written into the package
+
+
+def test_unwritable_numba_cache_dir(concurrent_run, site, tmp_path):
+    # NUMBA_CACHE_DIR cannot be created, the package's own __pycache__ can: Numba falls
+    # back to the in-tree cache. To spare a cold compilation, that cache is seeded with
+    # the concurrent run's files (Numba 0.68 stamps sources by content and keys entries
+    # by signature and bytecode, not by path; were that to change, this run would just
+    # recompile, and pass more slowly).
+    seeded = site / "fastnn" / "kernels" / "__pycache__"
+    seeded.mkdir(exist_ok=True)
+    for f in concurrent_run["cache"].rglob("*.nb[ic]"):
+        shutil.copy2(f, seeded / f.name)
+    result, info, stderr = run(
+        site, tmp_path / "out", "float64",
+        child_env(site, NUMBA_CACHE_DIR=unwritable_dir(tmp_path)))
+    check_correct(result, "float64")
+    for key in result:
+        np.testing.assert_array_equal(result[key], concurrent_run["results"][0][0][key],
+                                      strict=True)
