@@ -15,8 +15,9 @@ def _import_kernels():
     # Installed, kernels/ lives at fastnn/kernels. In a source checkout run without
     # an editable install (python -m fastnn from the repo root after a plain
     # pip install), it sits beside this folder: load it from there.
+    import importlib
     try:
-        from . import kernels
+        return importlib.import_module(__name__ + ".kernels")
     except ModuleNotFoundError as exc:
         if exc.name != __name__ + ".kernels":
             raise
@@ -31,7 +32,7 @@ def _import_kernels():
         kernels = importlib.util.module_from_spec(spec)
         _sys.modules[spec.name] = kernels
         spec.loader.exec_module(kernels)
-    return kernels
+        return kernels
 
 
 kernels = _import_kernels()

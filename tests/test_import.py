@@ -140,3 +140,32 @@ def test_regular_build_installs_only_the_fastnn_package(tmp_path):
     assert init == str(lib / "fastnn" / "__init__.py")
     assert kernels_init == str(lib / "fastnn" / "kernels" / "__init__.py")
     assert last == "None False"
+
+
+def test_source_checkout_without_editable_install():
+    """README command 1 runs ``python -m fastnn`` from the repository root after a
+    plain ``pip install .``: then ./fastnn (first on sys.path) is imported, whose
+    kernels sit beside it in ./kernels. Simulated by hiding any editable-install
+    finder, so only the checkout's layout is available."""
+    code = textwrap.dedent("""
+        import sys
+        sys.meta_path[:] = [f for f in sys.meta_path
+                            if not getattr(f, "__module__", "").startswith("__editable__")]
+        sys.path_hooks[:] = [h for h in sys.path_hooks
+                             if not getattr(h, "__module__", "").startswith("__editable__")]
+        sys.path_importer_cache.clear()
+        import fastnn, fastnn.kernels, fastnn.cli
+        import numpy as np
+        print(fastnn.__file__)
+        print(fastnn.kernels.__file__)
+        w = [np.ones((2, 1))]
+        fastnn.train(np.ones((3, 2)), np.zeros((3, 1)), w, lr=0.1, epochs=2)
+        print(float(w[0][0, 0]) < 1.0)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    init, kernels_init, trained = out.stdout.split("\n")[:3]
+    assert init == os.path.join(REPO, "fastnn", "__init__.py")
+    assert kernels_init == os.path.join(REPO, "kernels", "__init__.py")
+    assert trained == "True"
