@@ -304,6 +304,14 @@ class FastnnImpl(Impl):
         return fastnn.train(x, y, ws, bs, **self.problem.kwargs), ws, bs
 
 
+class FastnnNoCheckImpl(FastnnImpl):
+    """fastnn with check_finite=False: the cost of divergence checking (issue 4: <= 2%)."""
+    name = "fastnn-nocheck"
+
+    def run(self, x, y, ws, bs):
+        return fastnn.train(x, y, ws, bs, check_finite=False, **self.problem.kwargs), ws, bs
+
+
 class NumpyImpl(FastnnImpl):
     name = "numpy"
 
@@ -512,7 +520,8 @@ class JaxImpl(Impl):
                 [np.asarray(b) for b in bs] if self.problem.biases is not None else None)
 
 
-IMPLS = {cls.name: cls for cls in (FastnnImpl, NumpyImpl, GemmFloorImpl, TorchImpl, JaxImpl)}
+IMPLS = {cls.name: cls for cls in (FastnnImpl, FastnnNoCheckImpl, NumpyImpl, GemmFloorImpl,
+                                    TorchImpl, JaxImpl)}
 OPTIONAL = {"torch": "torch", "jax": "jax"}  # impl -> module that must be importable
 
 

@@ -32,7 +32,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPL_ORDER = ["fastnn", "numpy", "gemm-floor", "torch", "jax"]
+IMPL_ORDER = ["fastnn", "fastnn-nocheck", "numpy", "gemm-floor", "torch", "jax"]
 WORKLOAD_ORDER = ["relu2", "sigmoid2", "mlp3_gd", "mlp3_sgd"]
 DTYPE_ORDER = ["float64", "float32"]
 
@@ -187,6 +187,9 @@ TARGETS = [
      ("ratio", "mlp3_sgd-float64", "jax", "mlp3_sgd-float64", "fastnn"), True, 8),
     ("relu2: numpy float64 / fastnn float32", "≥ 2.5×",
      ("ratio", "relu2-float64", "numpy", "relu2-float32", "fastnn"), True, 2.5),
+    *[(f"{w}: check_finite cost, fastnn / fastnn-nocheck", "≤ 1.02×",
+       ("ratio", f"{w}-float64", "fastnn", f"{w}-float64", "fastnn-nocheck"), False, 1.02)
+      for w in ("relu2", "sigmoid2", "mlp3_gd", "mlp3_sgd")],
     ("`import fastnn`", "≤ 0.6 s",
      ("startup", "startup-import", "import_s", "fastnn"), False, 0.6),
     ("first call with a warm cache, minus a warm call", "≤ 0.15 s",
@@ -284,7 +287,7 @@ def report(paths, command):
              "`fastnn.reference` before it was timed.", "",
              machine_section(machine, when)]
     for title, body in (("Workloads", workload_section(groups)),
-                        ("Targets (issue 3)", targets_section(groups)),
+                        ("Targets (issues 3 and 4)", targets_section(groups)),
                         ("Start-up", startup_section(groups)),
                         ("Width sweep", sweep_section(groups))):
         if body:
