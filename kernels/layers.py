@@ -11,6 +11,7 @@ so one compiled kernel serves every network.
 import numpy as np
 
 from ._jit import jit
+from ._views import opaque
 from .blas import gemm
 
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
@@ -29,15 +30,17 @@ def activation_forward(a, act):
     n, m = a.shape
     if act == IDENTITY:
         return
+    zero, one = a.dtype.type(0), a.dtype.type(1)  # float32 stays float32
+    opaque_one = a.dtype.type(opaque(1))  # a plain store, not a masked one (see opaque)
     for j in range(n):
         row = a[j]
         if act == RELU:
             for t in range(m):
                 z = row[t]
-                row[t] = 0.0 if z <= 0.0 else z  # NaN stays NaN, as np.maximum
+                row[t] = zero if z <= zero else z * opaque_one  # NaN stays NaN, as np.maximum
         elif act == SIGMOID:
             for t in range(m):
-                row[t] = 1.0 / (1.0 + np.exp(-row[t]))
+                row[t] = one / (one + np.exp(-row[t]))
         else:
             for t in range(m):
                 row[t] = np.tanh(row[t])
@@ -49,20 +52,22 @@ def activation_backward(d, a, act):
     n, m = d.shape
     if act == IDENTITY:
         return
+    zero, one = d.dtype.type(0), d.dtype.type(1)  # float32 stays float32
+    opaque_one = d.dtype.type(opaque(1))  # a plain store, not a masked one (see opaque)
     for j in range(n):
         drow = d[j]
         arow = a[j]
         if act == RELU:
             for t in range(m):
-                drow[t] = drow[t] if arow[t] > 0.0 else 0.0
+                drow[t] = drow[t] * opaque_one if arow[t] > zero else zero  # np.where: no inf * 0
         elif act == SIGMOID:
             for t in range(m):
                 s = arow[t]
-                drow[t] = drow[t] * (s * (1.0 - s))
+                drow[t] = drow[t] * (s * (one - s))
         else:
             for t in range(m):
                 s = arow[t]
-                drow[t] = drow[t] * (1.0 - s * s)
+                drow[t] = drow[t] * (one - s * s)
 
 
 @jit(inline=True)
@@ -94,78 +99,176 @@ def _coef(w, r, k, trans):
     return w[k, r] if trans else w[r, k]
 
 
+@jit(inline=True)
+def _pass4(o, x, c, b, m, first, relu):
+    # o[r][t] = base_r + sum_k c[r][k] * x[k][t] for 4 output rows and 4 source rows, then
+    # relu when asked; base_r = b[r] on the first pass, else o[r][t]. first and relu are
+    # literals at every call site (see _dispatch4), so each call is its own branch-free,
+    # vectorized loop. Fusing the relu here saves a pass, and an in-place relu pass would
+    # need the opaque() trick (see activation_forward).
+    o0, o1, o2, o3 = o
+    x0, x1, x2, x3 = x
+    c0, c1, c2, c3 = c
+    zero = o0.dtype.type(0)  # the array's dtype: float32 stays float32
+    for t in range(m):
+        v0, v1, v2, v3 = x0[t], x1[t], x2[t], x3[t]
+        s0 = (b[0] if first else o0[t]) + c0[0] * v0 + c0[1] * v1 + c0[2] * v2 + c0[3] * v3
+        s1 = (b[1] if first else o1[t]) + c1[0] * v0 + c1[1] * v1 + c1[2] * v2 + c1[3] * v3
+        s2 = (b[2] if first else o2[t]) + c2[0] * v0 + c2[1] * v1 + c2[2] * v2 + c2[3] * v3
+        s3 = (b[3] if first else o3[t]) + c3[0] * v0 + c3[1] * v1 + c3[2] * v2 + c3[3] * v3
+        if relu:  # NaN stays NaN, as np.maximum
+            s0 = zero if s0 <= zero else s0
+            s1 = zero if s1 <= zero else s1
+            s2 = zero if s2 <= zero else s2
+            s3 = zero if s3 <= zero else s3
+        o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
+
+
+@jit(inline=True)
+def _pass1(o, x, c, b, m, first, relu):
+    # _pass4 for a single output row: o a row, c four coefficients, b a scalar
+    x0, x1, x2, x3 = x
+    zero = o.dtype.type(0)
+    for t in range(m):
+        s = (b if first else o[t]) + c[0] * x0[t] + c[1] * x1[t] + c[2] * x2[t] + c[3] * x3[t]
+        if relu:
+            s = zero if s <= zero else s
+        o[t] = s
+
+
+@jit(inline=True)
+def _dispatch4(o, x, c, b, m, first, relu):
+    # runtime flags -> literal ones (see _pass4)
+    if first:
+        if relu:
+            _pass4(o, x, c, b, m, True, True)
+        else:
+            _pass4(o, x, c, b, m, True, False)
+    elif relu:
+        _pass4(o, x, c, b, m, False, True)
+    else:
+        _pass4(o, x, c, b, m, False, False)
+
+
+@jit(inline=True)
+def _dispatch1(o, x, c, b, m, first, relu):
+    # runtime flags -> literal ones (see _pass4)
+    if first:
+        if relu:
+            _pass1(o, x, c, b, m, True, True)
+        else:
+            _pass1(o, x, c, b, m, True, False)
+    elif relu:
+        _pass1(o, x, c, b, m, False, True)
+    else:
+        _pass1(o, x, c, b, m, False, False)
+
+
+@jit(inline=True)
+def _coefs(w, r, k, p, trans):
+    # four coefficients of output row r for source rows k..k+p-1 (p <= 4), spread over four
+    # slots as _sources does; a split coefficient is halved or quartered, which is exact
+    # (powers of two), and c/2 * x + c/2 * x is c * x up to rounding, even for x = +-inf
+    half, quarter = w.dtype.type(0.5), w.dtype.type(0.25)
+    if trans:
+        a, b, c, d = w[k, r], w[k + min(1, p - 1), r], w[k + min(2, p - 1), r], w[k + p - 1, r]
+    else:
+        a, b, c, d = w[r, k], w[r, k + min(1, p - 1)], w[r, k + min(2, p - 1)], w[r, k + p - 1]
+    if p == 4:
+        return (a, b, c, d)
+    if p == 3:
+        return (a, b, half * c, half * d)
+    if p == 2:
+        return (half * a, half * a, half * d, half * d)
+    return (quarter * a, quarter * a, quarter * a, quarter * a)
+
+
+@jit(inline=True)
+def _sources(src, k, p):
+    # source rows k..k+p-1 (p <= 4) in four slots: 0,1,2,3 / 0,1,2,2 / 0,0,1,1 / 0,0,0,0
+    if p == 2:
+        return (src[k], src[k], src[k + 1], src[k + 1])
+    return (src[k], src[k + min(1, p - 1)], src[k + min(2, p - 1)], src[k + p - 1])
+
+
 @jit
-def _combine_rows(out, src, w, trans, init):
-    # out (R, m) = init[:, None] + c @ src, c = w.T if trans else w; src (K, m); init (R,) or (0,)
-    # Small layers: axpy along the contiguous batch axis, four output rows per pass over src
-    # (a quarter of the loads of one row at a time).
+def _combine_rows(out, src, w, trans, init, relu):
+    # out (R, m) = init[:, None] + c @ src, c = w.T if trans else w, then relu when asked;
+    # src (K, m), init (R,) or (0,). Small layers: axpy along the contiguous batch axis.
+    # The loops are bound by stores, so each pass over the batch combines four source rows
+    # into four output rows (a layer of 4 -> 4 units stores each output once).
     n_rows, m = out.shape
     n_src = src.shape[0]
     has_init = init.shape[0] > 0
+    zero = out.dtype.type(0)
+    if n_src == 0:  # no source rows: out = init
+        for r in range(n_rows):
+            b = init[r] if has_init else zero
+            for t in range(m):
+                out[r, t] = zero if relu and b <= zero else b
+        return
     r = 0
-    while r + 4 <= n_rows:
-        o0, o1, o2, o3 = out[r], out[r + 1], out[r + 2], out[r + 3]
-        b0 = init[r] if has_init else 0.0
-        b1 = init[r + 1] if has_init else 0.0
-        b2 = init[r + 2] if has_init else 0.0
-        b3 = init[r + 3] if has_init else 0.0
-        for t in range(m):
-            o0[t] = b0
-            o1[t] = b1
-            o2[t] = b2
-            o3[t] = b3
-        for k in range(n_src):
-            x = src[k]
-            c0, c1 = _coef(w, r, k, trans), _coef(w, r + 1, k, trans)
-            c2, c3 = _coef(w, r + 2, k, trans), _coef(w, r + 3, k, trans)
-            for t in range(m):
-                v = x[t]
-                o0[t] += c0 * v
-                o1[t] += c1 * v
-                o2[t] += c2 * v
-                o3[t] += c3 * v
-        r += 4
-    for r in range(r, n_rows):
-        row = out[r]
-        b0 = init[r] if has_init else 0.0
-        for t in range(m):
-            row[t] = b0
-        for k in range(n_src):
-            x = src[k]
-            c = _coef(w, r, k, trans)
-            for t in range(m):
-                row[t] += c * x[t]
+    while r < n_rows:
+        q = 4 if n_rows - r >= 4 else 1  # output rows in this block
+        for k in range(0, n_src, 4):
+            p = min(4, n_src - k)
+            x = _sources(src, k, p)
+            first, last = k == 0, k + p == n_src
+            if q == 4:
+                o = (out[r], out[r + 1], out[r + 2], out[r + 3])
+                c = (_coefs(w, r, k, p, trans), _coefs(w, r + 1, k, p, trans),
+                     _coefs(w, r + 2, k, p, trans), _coefs(w, r + 3, k, p, trans))
+                b = ((init[r], init[r + 1], init[r + 2], init[r + 3]) if has_init
+                     else (zero, zero, zero, zero))
+                _dispatch4(o, x, c, b, m, first, relu and last)
+            else:
+                _dispatch1(out[r], x, _coefs(w, r, k, p, trans), init[r] if has_init else zero,
+                          m, first, relu and last)
+        r += q
+
+
+@jit(inline=True)
+def _store_update(gw, i, j, width, sums, scale, keep):
+    # gw[i, j:j+width] = keep * gw[i, j:j+width] + scale * sums[:width]
+    for q in range(width):
+        g = scale * sums[q]
+        gw[i, j + q] = g if keep == 0.0 else keep * gw[i, j + q] + g
 
 
 @jit
 def _outer_update(gw, a_in, d_out, scale, keep):
-    # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T for small layers: dot products along
-    # the batch axis, four columns of gw per pass over a_in[i].
+    # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T for small layers: dot products
+    # along the batch axis. Loads bound them, so each pass over the batch computes a 2 x 4
+    # block of gw (six rows loaded for eight products). Missing rows of a partial block
+    # repeat a real one (read only) and their sums are dropped.
     n_in, m = a_in.shape
     n_out = d_out.shape[0]
-    for i in range(n_in):
-        ai = a_in[i]
-        j = 0
-        while j <= n_out:
+    zero = a_in.dtype.type(0)  # sums in the data's dtype, as BLAS does
+    for i in range(0, n_in, 2):
+        pair = i + 1 < n_in
+        a0 = a_in[i]
+        a1 = a_in[i + 1] if pair else a0
+        for j in range(0, n_out, 4):
             width = min(4, n_out - j)
-            if width == 0:
-                break
             d0 = d_out[j]
             d1 = d_out[j + 1] if width > 1 else d0
             d2 = d_out[j + 2] if width > 2 else d0
             d3 = d_out[j + 3] if width > 3 else d0
-            s0 = s1 = s2 = s3 = 0.0
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
             for t in range(m):
-                a = ai[t]
-                s0 += a * d0[t]
-                s1 += a * d1[t]
-                s2 += a * d2[t]
-                s3 += a * d3[t]
-            sums = (s0, s1, s2, s3)
-            for q in range(width):
-                g = scale * sums[q]
-                gw[i, j + q] = g if keep == 0.0 else keep * gw[i, j + q] + g
-            j += width
+                u, v = a0[t], a1[t]
+                e0, e1, e2, e3 = d0[t], d1[t], d2[t], d3[t]
+                s00 += u * e0
+                s01 += u * e1
+                s02 += u * e2
+                s03 += u * e3
+                s10 += v * e0
+                s11 += v * e1
+                s12 += v * e2
+                s13 += v * e3
+            _store_update(gw, i, j, width, (s00, s01, s02, s03), scale, keep)
+            if pair:
+                _store_update(gw, i + 1, j, width, (s10, s11, s12, s13), scale, keep)
 
 
 @jit
@@ -180,7 +283,9 @@ def dense_forward(a_out, a_in, w, b, act):
                 a_out[j, :] = b[j]
         gemm(a_out, w, a_in, True, False, 1.0, 1.0 if has_bias else 0.0)
     else:
-        _combine_rows(a_out, a_in, w, True, b)
+        _combine_rows(a_out, a_in, w, True, b, act == RELU)
+        if act == RELU:  # applied by _combine_rows
+            return
     activation_forward(a_out, act)
 
 
@@ -203,7 +308,7 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
         if blas:
             gemm(d_in, w, d_out, False, False, 1.0, 0.0)
         else:
-            _combine_rows(d_in, d_out, w, False, gb[:0])
+            _combine_rows(d_in, d_out, w, False, gb[:0], False)
         activation_backward(d_in, a_in, act_in)
     if blas:
         gemm(gw, a_in, d_out, False, True, scale, keep)
