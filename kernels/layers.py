@@ -71,30 +71,6 @@ def activation_backward(d, a, act):
 
 
 @jit(inline=True)
-def _act_scalar(z, act):
-    # act(z) for one value; NaN stays NaN, as with np.maximum
-    if act == RELU:
-        return 0.0 if z <= 0.0 else z
-    if act == SIGMOID:
-        return 1.0 / (1.0 + np.exp(-z))
-    if act == TANH:
-        return np.tanh(z)
-    return z
-
-
-@jit(inline=True)
-def _act_grad_scalar(a, act):
-    # act'(z) from the output a = act(z)
-    if act == RELU:
-        return 1.0 if a > 0.0 else 0.0
-    if act == SIGMOID:
-        return a * (1.0 - a)
-    if act == TANH:
-        return 1.0 - a * a
-    return 1.0
-
-
-@jit(inline=True)
 def _coef(w, r, k, trans):
     return w[k, r] if trans else w[r, k]
 

@@ -166,3 +166,26 @@ def test_in_place_activations(act, dtype):
         expected = reference.activation_backward(d, a, act)
     # d * act'(a): act' is rounded once or twice (FMA), so the error is a few eps * |d|
     _close(got, expected, 4 * np.finfo(dtype).eps * _finite_abs(d) + np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("widths", [[5, 4, 4, 1], [8, 8, 8], [3, 9, 2], [9, 8, 1], [2, 12, 9, 3]],
+                         ids=lambda w: "-".join(map(str, w)))
+def test_per_sample_step_both_loop_forms(widths, act, with_bias, dtype):
+    # sample_step unrolls layers whose widths are all <= SMALL (8) and loops over the others
+    import fastnn
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((11, widths[0])).astype(dtype)
+    y = rng.standard_normal((11, widths[-1])).astype(dtype)
+    ws = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(widths, widths[1:])]
+    bs = [(0.1 * rng.standard_normal(b)).astype(dtype) for b in widths[1:]] if with_bias else []
+    got_w, got_b = [w.copy() for w in ws], [b.copy() for b in bs]
+    kw = dict(activation=act, loss="mse", lr=0.05, epochs=3, batch_size=1, shuffle=True, seed=3)
+    h = fastnn.train(x, y, got_w, got_b if with_bias else None, **kw)
+    h_ref = reference.train(x, y, ws, bs if with_bias else None, **kw)
+    rtol = {np.float64: 1e-9, np.float32: 1e-4}[dtype]  # issue 2's tolerances (measured)
+    np.testing.assert_allclose(h, h_ref, rtol=rtol)
+    for a, e in zip(got_w + got_b, ws + bs):
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * np.abs(e).max())
