@@ -11,7 +11,7 @@ so one compiled kernel serves every network.
 import numpy as np
 
 from ._jit import jit
-from ._views import opaque
+from ._views import opaque, unliteral
 from .blas import gemm
 
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
@@ -70,12 +70,7 @@ def activation_backward(d, a, act):
                 drow[t] = drow[t] * (one - s * s)
 
 
-@jit(inline=True)
-def _coef(w, r, k, trans):
-    return w[k, r] if trans else w[r, k]
-
-
-@jit(inline=True)
+@jit
 def _pass4(o, x, c, b, m, first, relu):
     # o[r][t] = base_r + sum_k c[r][k] * x[k][t] for 4 output rows and 4 source rows, then
     # relu when asked; base_r = b[r] on the first pass, else o[r][t]. first and relu are
@@ -100,7 +95,7 @@ def _pass4(o, x, c, b, m, first, relu):
         o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
 
 
-@jit(inline=True)
+@jit
 def _pass1(o, x, c, b, m, first, relu):
     # _pass4 for a single output row: o a row, c four coefficients, b a scalar
     x0, x1, x2, x3 = x
@@ -247,25 +242,26 @@ def _outer_update(gw, a_in, d_out, scale, keep):
                 _store_update(gw, i + 1, j, width, (s10, s11, s12, s13), scale, keep)
 
 
-@jit
+@jit(inline=True)
 def dense_forward(a_out, a_in, w, b, act):
     # a_out (n_out, m) = act(w.T @ a_in + b[:, None]); a_in (n_in, m), w (n_in, n_out), b (n_out,) or (0,)
     n_in, m = a_in.shape
     n_out = a_out.shape[0]
+    yes, no = unliteral(True), unliteral(False)  # one compilation of each callee
     if _use_blas(n_in, n_out, m):
         has_bias = b.shape[0] > 0
         if has_bias:  # bias pre-filled, then beta = 1 adds the product to it
             for j in range(n_out):
                 a_out[j, :] = b[j]
-        gemm(a_out, w, a_in, True, False, 1.0, 1.0 if has_bias else 0.0)
+        gemm(a_out, w, a_in, yes, no, 1.0, 1.0 if has_bias else 0.0)
     else:
-        _combine_rows(a_out, a_in, w, True, b, act == RELU)
+        _combine_rows(a_out, a_in, w, yes, b, act == RELU)
         if act == RELU:  # applied by _combine_rows
             return
     activation_forward(a_out, act)
 
 
-@jit
+@jit(inline=True)
 def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
     # d_in (n_in, m) = (w @ d_out) * act_in'(a_in), skipped when d_in is (0, 0);
     # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T;  gb (n_out,) likewise with sum(d_out).
@@ -273,6 +269,7 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
     n_in, m = a_in.shape
     n_out = d_out.shape[0]
     blas = _use_blas(n_in, n_out, m)
+    yes, no = unliteral(True), unliteral(False)  # one compilation of each callee
     if gb.shape[0] > 0:
         for j in range(n_out):
             s = 0.0
@@ -282,12 +279,12 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
             gb[j] = scale * s if keep == 0.0 else keep * gb[j] + scale * s
     if d_in.shape[0] > 0:
         if blas:
-            gemm(d_in, w, d_out, False, False, 1.0, 0.0)
+            gemm(d_in, w, d_out, no, no, 1.0, 0.0)
         else:
-            _combine_rows(d_in, d_out, w, False, gb[:0], False)
+            _combine_rows(d_in, d_out, w, no, gb[:0], no)
         activation_backward(d_in, a_in, act_in)
     if blas:
-        gemm(gw, a_in, d_out, False, True, scale, keep)
+        gemm(gw, a_in, d_out, no, yes, scale, keep)
     else:
         _outer_update(gw, a_in, d_out, scale, keep)
 

@@ -87,7 +87,7 @@ def load_batch(a0, yt, x, y, rows, start, m):
             yt[j, t] = y[r, j]
 
 
-@jit
+@jit(inline=True)
 def network_forward(params, work, net, a_off, m):
     # forward through every layer; work holds a0 (n_0, m) and receives every activation
     n_layers = net.shape[0]
@@ -98,7 +98,7 @@ def network_forward(params, work, net, a_off, m):
                       net[layer, ACT])
 
 
-@jit
+@jit(inline=True)
 def network_backward(grads, params, work, net, a_off, d_off, m, scale, keep):
     # backward from d_L (already in work); grads = keep * grads + scale * dloss/dparams
     # grads may be params itself (scale = -lr, keep = 1): the in-place SGD step.
@@ -223,7 +223,7 @@ def _sample_backward(params, work, w, b, a_in, d_out, d_in, n_in, n_out, act_in,
                 work[d_in + i] = _grad_scalar(s, ai, act_in, one)
 
 
-@jit
+@jit(inline=True)
 def sample_step(params, work, net, a_off, d_off, y_off, loss, lr):
     # One SGD step on the single sample in work (m = 1): forward, loss, backward and update.
     # Returns the sample's loss. With one sample, per-layer calls and views cost more than

@@ -233,14 +233,14 @@ def _corrupt(cache):
     data = index.read_bytes()
     index.write_bytes(data[:len(data) // 2])
     hit.append(index)
-    for name in ("layers.loss_forward_backward-*.nbc", "layers.dense_backward-*.nbc"):
+    for name in ("layers.loss_forward_backward-*.nbc", "layers._outer_update-*.nbc"):
         for i, f in enumerate(sorted(cache.rglob(name))):
             if name.startswith("layers.loss"):
                 f.write_bytes(b"")                   # empty data file
             else:
                 f.write_bytes(b"\x00garbage\xff" * 8 + f.read_bytes()[80:])  # bad header
             hit.append(f)
-    idx = one("loop.network_forward-*.nbi")          # an index that is not a pickle at all
+    idx = one("layers._combine_rows-*.nbi")          # an index that is not a pickle at all
     idx.write_bytes(b"this is not a pickle")
     hit.append(idx)
     return hit
