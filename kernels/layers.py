@@ -70,15 +70,22 @@ def activation_backward(d, a, act):
                 drow[t] = drow[t] * (one - s * s)
 
 
+# How a combined row ends, applied while the value is still in a register:
+# nothing, relu (forward), or the relu mask of the layer below (backward: keep
+# the value where that layer's output aux > 0, as np.where, so no inf * 0).
+# Other activations call libm or are rarer; they run as a separate pass.
+FIN_NONE, FIN_RELU, FIN_RELU_MASK = 0, 1, 2
+
+
 @jit
-def _pass4(o, x, c, b, m, first, relu):
-    # o[r][t] = base_r + sum_k c[r][k] * x[k][t] for 4 output rows and 4 source rows, then
-    # relu when asked; base_r = b[r] on the first pass, else o[r][t]. first and relu are
-    # literals at every call site (see _dispatch4), so each call is its own branch-free,
-    # vectorized loop. Fusing the relu here saves a pass, and an in-place relu pass would
-    # need the opaque() trick (see activation_forward).
+def _pass4(o, x, c, b, g, m, first, fin):
+    # o[r][t] = fin(base_r + sum_k c[r][k] * x[k][t]) for 4 output rows and 4 source rows;
+    # base_r = b[r] on the first pass, else o[r][t]; g: the 4 rows of aux (FIN_RELU_MASK).
+    # first and fin are literals at every call site (see _dispatch): Numba compiles one
+    # branch-free, vectorized loop per pair.
     o0, o1, o2, o3 = o
     x0, x1, x2, x3 = x
+    g0, g1, g2, g3 = g
     c0, c1, c2, c3 = c
     zero = o0.dtype.type(0)  # the array's dtype: float32 stays float32
     for t in range(m):
@@ -87,52 +94,75 @@ def _pass4(o, x, c, b, m, first, relu):
         s1 = (b[1] if first else o1[t]) + c1[0] * v0 + c1[1] * v1 + c1[2] * v2 + c1[3] * v3
         s2 = (b[2] if first else o2[t]) + c2[0] * v0 + c2[1] * v1 + c2[2] * v2 + c2[3] * v3
         s3 = (b[3] if first else o3[t]) + c3[0] * v0 + c3[1] * v1 + c3[2] * v2 + c3[3] * v3
-        if relu:  # NaN stays NaN, as np.maximum
+        if fin == FIN_RELU:  # NaN stays NaN, as np.maximum
             s0 = zero if s0 <= zero else s0
             s1 = zero if s1 <= zero else s1
             s2 = zero if s2 <= zero else s2
             s3 = zero if s3 <= zero else s3
+        elif fin == FIN_RELU_MASK:
+            s0 = s0 if g0[t] > zero else zero
+            s1 = s1 if g1[t] > zero else zero
+            s2 = s2 if g2[t] > zero else zero
+            s3 = s3 if g3[t] > zero else zero
         o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
 
 
 @jit
-def _pass1(o, x, c, b, m, first, relu):
-    # _pass4 for a single output row: o a row, c four coefficients, b a scalar
+def _pass4x1(o, x, c, b, g, m, first, fin):
+    # _pass4 with one source row x (c: its four coefficients): a remainder of one source
+    # row costs a quarter of a padded four-row pass
+    o0, o1, o2, o3 = o
+    g0, g1, g2, g3 = g
+    zero = o0.dtype.type(0)
+    for t in range(m):
+        v = x[t]
+        s0 = (b[0] if first else o0[t]) + c[0] * v
+        s1 = (b[1] if first else o1[t]) + c[1] * v
+        s2 = (b[2] if first else o2[t]) + c[2] * v
+        s3 = (b[3] if first else o3[t]) + c[3] * v
+        if fin == FIN_RELU:
+            s0 = zero if s0 <= zero else s0
+            s1 = zero if s1 <= zero else s1
+            s2 = zero if s2 <= zero else s2
+            s3 = zero if s3 <= zero else s3
+        elif fin == FIN_RELU_MASK:
+            s0 = s0 if g0[t] > zero else zero
+            s1 = s1 if g1[t] > zero else zero
+            s2 = s2 if g2[t] > zero else zero
+            s3 = s3 if g3[t] > zero else zero
+        o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
+
+
+@jit
+def _pass1(o, x, c, b, g, m, first, fin):
+    # _pass4 for a single output row: o and g rows, c four coefficients, b a scalar
     x0, x1, x2, x3 = x
     zero = o.dtype.type(0)
     for t in range(m):
         s = (b if first else o[t]) + c[0] * x0[t] + c[1] * x1[t] + c[2] * x2[t] + c[3] * x3[t]
-        if relu:
+        if fin == FIN_RELU:
             s = zero if s <= zero else s
+        elif fin == FIN_RELU_MASK:
+            s = s if g[t] > zero else zero
         o[t] = s
 
 
 @jit(inline=True)
-def _dispatch4(o, x, c, b, m, first, relu):
+def _dispatch(kernel, o, x, c, b, g, m, first, fin):
     # runtime flags -> literal ones (see _pass4)
     if first:
-        if relu:
-            _pass4(o, x, c, b, m, True, True)
+        if fin == FIN_RELU:
+            kernel(o, x, c, b, g, m, True, FIN_RELU)
+        elif fin == FIN_RELU_MASK:
+            kernel(o, x, c, b, g, m, True, FIN_RELU_MASK)
         else:
-            _pass4(o, x, c, b, m, True, False)
-    elif relu:
-        _pass4(o, x, c, b, m, False, True)
+            kernel(o, x, c, b, g, m, True, FIN_NONE)
+    elif fin == FIN_RELU:
+        kernel(o, x, c, b, g, m, False, FIN_RELU)
+    elif fin == FIN_RELU_MASK:
+        kernel(o, x, c, b, g, m, False, FIN_RELU_MASK)
     else:
-        _pass4(o, x, c, b, m, False, False)
-
-
-@jit(inline=True)
-def _dispatch1(o, x, c, b, m, first, relu):
-    # runtime flags -> literal ones (see _pass4)
-    if first:
-        if relu:
-            _pass1(o, x, c, b, m, True, True)
-        else:
-            _pass1(o, x, c, b, m, True, False)
-    elif relu:
-        _pass1(o, x, c, b, m, False, True)
-    else:
-        _pass1(o, x, c, b, m, False, False)
+        kernel(o, x, c, b, g, m, False, FIN_NONE)
 
 
 @jit(inline=True)
@@ -163,38 +193,44 @@ def _sources(src, k, p):
 
 
 @jit
-def _combine_rows(out, src, w, trans, init, relu):
-    # out (R, m) = init[:, None] + c @ src, c = w.T if trans else w, then relu when asked;
-    # src (K, m), init (R,) or (0,). Small layers: axpy along the contiguous batch axis.
-    # The loops are bound by stores, so each pass over the batch combines four source rows
-    # into four output rows (a layer of 4 -> 4 units stores each output once).
+def _combine_rows(out, src, w, trans, init, fin, aux):
+    # out (R, m) = fin(init[:, None] + c @ src), c = w.T if trans else w; src (K, m),
+    # init (R,) or (0,), aux (R, m) read by FIN_RELU_MASK. Small layers: axpy along the
+    # contiguous batch axis, four source rows into four output rows per pass over the
+    # batch (a 4 -> 4 layer loads and stores each output row once).
     n_rows, m = out.shape
     n_src = src.shape[0]
     has_init = init.shape[0] > 0
     zero = out.dtype.type(0)
-    if n_src == 0:  # no source rows: out = init
+    if n_src == 0:  # no source rows: out = fin(init)
         for r in range(n_rows):
             b = init[r] if has_init else zero
             for t in range(m):
-                out[r, t] = zero if relu and b <= zero else b
+                v = zero if fin == FIN_RELU and b <= zero else b
+                out[r, t] = zero if fin == FIN_RELU_MASK and not aux[r, t] > zero else v
         return
     r = 0
     while r < n_rows:
         q = 4 if n_rows - r >= 4 else 1  # output rows in this block
         for k in range(0, n_src, 4):
             p = min(4, n_src - k)
-            x = _sources(src, k, p)
-            first, last = k == 0, k + p == n_src
+            first, fin_k = k == 0, fin if k + p == n_src else FIN_NONE
             if q == 4:
                 o = (out[r], out[r + 1], out[r + 2], out[r + 3])
-                c = (_coefs(w, r, k, p, trans), _coefs(w, r + 1, k, p, trans),
-                     _coefs(w, r + 2, k, p, trans), _coefs(w, r + 3, k, p, trans))
+                g = (aux[r], aux[r + 1], aux[r + 2], aux[r + 3])
                 b = ((init[r], init[r + 1], init[r + 2], init[r + 3]) if has_init
                      else (zero, zero, zero, zero))
-                _dispatch4(o, x, c, b, m, first, relu and last)
+                if p == 1:
+                    c = (w[k, r], w[k, r + 1], w[k, r + 2], w[k, r + 3]) if trans else (
+                        w[r, k], w[r + 1, k], w[r + 2, k], w[r + 3, k])
+                    _dispatch(_pass4x1, o, src[k], c, b, g, m, first, fin_k)
+                else:
+                    c = (_coefs(w, r, k, p, trans), _coefs(w, r + 1, k, p, trans),
+                         _coefs(w, r + 2, k, p, trans), _coefs(w, r + 3, k, p, trans))
+                    _dispatch(_pass4, o, _sources(src, k, p), c, b, g, m, first, fin_k)
             else:
-                _dispatch1(out[r], x, _coefs(w, r, k, p, trans), init[r] if has_init else zero,
-                          m, first, relu and last)
+                _dispatch(_pass1, out[r], _sources(src, k, p), _coefs(w, r, k, p, trans),
+                          init[r] if has_init else zero, aux[r], m, first, fin_k)
         r += q
 
 
@@ -255,7 +291,7 @@ def dense_forward(a_out, a_in, w, b, act):
                 a_out[j, :] = b[j]
         gemm(a_out, w, a_in, yes, no, 1.0, 1.0 if has_bias else 0.0)
     else:
-        _combine_rows(a_out, a_in, w, yes, b, act == RELU)
+        _combine_rows(a_out, a_in, w, yes, b, FIN_RELU if act == RELU else FIN_NONE, a_out)
         if act == RELU:  # applied by _combine_rows
             return
     activation_forward(a_out, act)
@@ -280,9 +316,12 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
     if d_in.shape[0] > 0:
         if blas:
             gemm(d_in, w, d_out, no, no, 1.0, 0.0)
+            activation_backward(d_in, a_in, act_in)
         else:
-            _combine_rows(d_in, d_out, w, no, gb[:0], no)
-        activation_backward(d_in, a_in, act_in)
+            _combine_rows(d_in, d_out, w, no, gb[:0],
+                          FIN_RELU_MASK if act_in == RELU else FIN_NONE, a_in)
+            if act_in != RELU:  # the relu mask is applied by _combine_rows
+                activation_backward(d_in, a_in, act_in)
     if blas:
         gemm(gw, a_in, d_out, no, yes, scale, keep)
     else:
