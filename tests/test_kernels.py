@@ -2,11 +2,15 @@
 
 The small-layer loops (``_combine_rows``, ``_outer_update``) work on blocks of
 four output rows x four source rows and 2 x 4 blocks of the weight gradient;
-a partial block repeats a real source row with its coefficient halved or
-quartered. Widths 1..9 cover every remainder of both blockings, and widths of
+a partial block of two or three source rows repeats a real row with its
+coefficient halved, and one remaining source row (or output row) has its own
+pass. Widths 1..9 cover every remainder of both blockings, and widths of
 8 and more with enough rows take the BLAS path. Layout: kernels take
 activations feature-major, (units, batch), so the reference's arrays are
 transposed on the way in and out.
+
+Cheap enough for CI's interpreted (NUMBA_DISABLE_JIT=1) and bounds-checked
+(NUMBA_BOUNDSCHECK=1) passes, see .ci/run.
 
 Tolerance: a dot product of K terms computed in another order differs by at
 most about (K + 1) * eps * sum|w_k * x_k| (the standard rounding bound); 4x that
