@@ -246,21 +246,41 @@ def _store_update(gw, i, j, width, sums, scale, keep):
 def _outer_update(gw, a_in, d_out, scale, keep):
     # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T for small layers: dot products
     # along the batch axis. Loads bound them, so each pass over the batch computes a 2 x 4
-    # block of gw (six rows loaded for eight products). Missing rows of a partial block
-    # repeat a real one (read only) and their sums are dropped.
+    # block of gw (six rows loaded for eight products), or a 4 x 1 block for a last single
+    # column. Missing rows of a partial block repeat a real one (read only) and their sums
+    # are dropped.
     n_in, m = a_in.shape
     n_out = d_out.shape[0]
     zero = a_in.dtype.type(0)  # sums in the data's dtype, as BLAS does
-    for i in range(0, n_in, 2):
-        pair = i + 1 < n_in
-        a0 = a_in[i]
-        a1 = a_in[i + 1] if pair else a0
-        for j in range(0, n_out, 4):
-            width = min(4, n_out - j)
-            d0 = d_out[j]
-            d1 = d_out[j + 1] if width > 1 else d0
-            d2 = d_out[j + 2] if width > 2 else d0
-            d3 = d_out[j + 3] if width > 3 else d0
+    for j in range(0, n_out, 4):
+        width = min(4, n_out - j)
+        if width == 1:
+            e = d_out[j]
+            for i in range(0, n_in, 4):
+                rows = min(4, n_in - i)
+                a0 = a_in[i]
+                a1 = a_in[i + 1] if rows > 1 else a0
+                a2 = a_in[i + 2] if rows > 2 else a0
+                a3 = a_in[i + 3] if rows > 3 else a0
+                s0 = s1 = s2 = s3 = zero
+                for t in range(m):
+                    v = e[t]
+                    s0 += a0[t] * v
+                    s1 += a1[t] * v
+                    s2 += a2[t] * v
+                    s3 += a3[t] * v
+                sums = (s0, s1, s2, s3)
+                for q in range(rows):
+                    _store_update(gw, i + q, j, 1, (sums[q], zero, zero, zero), scale, keep)
+            continue
+        d0 = d_out[j]
+        d1 = d_out[j + 1] if width > 1 else d0
+        d2 = d_out[j + 2] if width > 2 else d0
+        d3 = d_out[j + 3] if width > 3 else d0
+        for i in range(0, n_in, 2):
+            pair = i + 1 < n_in
+            a0 = a_in[i]
+            a1 = a_in[i + 1] if pair else a0
             s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
             for t in range(m):
                 u, v = a0[t], a1[t]
