@@ -158,7 +158,7 @@ def _sample_loss(work, d_last, a_last, y_off, n_out, loss, one):
 # scalar multiply-adds and the loop overhead is what costs. For widths up to 8,
 # loops capped at 8 iterations (exit early) unroll completely and are never
 # vectorized (vector loops and their runtime checks cost more than they save at
-# these trip counts): 1.4x faster than plain loops on the 5-4-4-1 seed network.
+# these trip counts): about 1.2x faster than plain loops on the 5-4-4-1 seed network.
 SMALL = 8
 
 
