@@ -58,7 +58,7 @@ else:
             # an empty inline asm that "may change" n: LLVM cannot constant-fold through it
             fnty = ir.FunctionType(args[0].type, [args[0].type])
             return builder.asm(fnty, "", "=r,0", [args[0]], False)
-        return n(n), codegen
+        return types.unliteral(n)(n), codegen  # a plain int, never a literal
 
     @jit(inline=True)
     def opaque(n):
