@@ -21,10 +21,27 @@ MAX_ORDER_ELEMENTS = 1 << 22  # cap on the row orders drawn ahead for one chunk
 PREDICT_ROWS = 4096           # rows per batch in predict
 
 
-class _Packed:
-    """The network as the kernels see it: a flat parameter buffer and its table."""
+ALIGN = 64  # bytes: a cache line, so no vector load of a row straddles two
 
-    def __init__(self, net):
+
+def _aligned_empty(n, dtype):
+    """An uninitialised 1-D array of n elements starting on an ALIGN-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.empty(n + ALIGN // itemsize, dtype)
+    skip = (-raw.ctypes.data % ALIGN) // itemsize
+    return raw[skip:skip + n]
+
+
+class _Packed:
+    """The network as the kernels see it: a flat parameter buffer and its table.
+
+    ``scratch`` elements of kernel workspace (``self.work``) follow the parameters
+    in the same allocation, both aligned to ALIGN bytes: malloc only promises 16,
+    and full-batch mlp3_gd runs 1.14x slower with its activation rows off a 32-byte
+    boundary (measured: 4.85 against 4.25 ms).
+    """
+
+    def __init__(self, net, scratch=0):
         self.net = net
         n_layers = len(net.weights)
         table = np.zeros((n_layers, 5), np.int64)
@@ -38,7 +55,11 @@ class _Packed:
             table[i, K.B_OFF] = -1 if b is None else off
             off += 0 if b is None else b.size
         self.table = table
-        self.params = np.empty(off, net.dtype)
+        step = ALIGN // net.dtype.itemsize
+        n_params = -(-off // step) * step
+        buffer = _aligned_empty(n_params + scratch, net.dtype)
+        self.params = buffer[:off]
+        self.work = buffer[n_params:]
         self.views = []  # (user array, flat view shaped like it)
         for i, w in enumerate(net.weights):
             o = table[i, K.W_OFF]
@@ -125,14 +146,14 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     lr, epochs, batch_size = check_schedule(lr, epochs, batch_size, shuffle, seed)
     _check_hooks(print_every, callback, callback_every, progress)
     net = check_network(x, y, weights, biases, activation, loss)
-    packed = _Packed(net)
+    n_rows = net.x.shape[0]
+    batch = n_rows if batch_size is None else min(batch_size, n_rows)
+    packed = _Packed(net, K.workspace_size(net.widths, batch))
     if check_finite and not np.isfinite(packed.params).all():
         raise ValueError("weights and biases must be finite before training "
                          "(or pass check_finite=False)")
-    n_rows = net.x.shape[0]
-    batch = n_rows if batch_size is None else min(batch_size, n_rows)
     n_steps = -(-n_rows // batch)
-    work = np.empty(K.workspace_size(net.widths, batch), net.dtype)
+    work = packed.work
     cfg = np.array([net.loss, batch, K.CHECK_LOSS if check_finite else K.CHECK_NONE], np.int64)
     xr, yr = _readonly(net.x), _readonly(net.y)
     rng = np.random.default_rng(seed) if shuffle else None
@@ -222,9 +243,9 @@ def _report(history, start, end, print_every, callback, callback_every):
 def predict(x, weights, biases=None, *, activation="relu"):
     """The network's output for x: array of shape (N, D_out) in the weights' dtype."""
     net = check_predict(x, weights, biases, activation)
-    packed = _Packed(net)
     rows = min(net.x.shape[0], PREDICT_ROWS)
-    work = np.empty(K.workspace_size(net.widths, rows, with_grad=False), net.dtype)
+    packed = _Packed(net, K.workspace_size(net.widths, rows, with_grad=False))
+    work = packed.work
     out = np.empty((net.x.shape[0], net.widths[-1]), net.dtype)
     K.predict_loop(out, packed.params, work, packed.table, _readonly(net.x))
     return out

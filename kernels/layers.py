@@ -77,7 +77,7 @@ def activation_backward(d, a, act):
 FIN_NONE, FIN_RELU, FIN_RELU_MASK = 0, 1, 2
 
 
-@jit
+@jit(internal=True)
 def _pass4(o, x, c, b, g, m, first, fin):
     # o[r][t] = fin(base_r + sum_k c[r][k] * x[k][t]) for 4 output rows and 4 source rows;
     # base_r = b[r] on the first pass, else o[r][t]; g: the 4 rows of aux (FIN_RELU_MASK).
@@ -107,7 +107,7 @@ def _pass4(o, x, c, b, g, m, first, fin):
         o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
 
 
-@jit
+@jit(internal=True)
 def _pass4x1(o, x, c, b, g, m, first, fin):
     # _pass4 with one source row x (c: its four coefficients): a remainder of one source
     # row costs a quarter of a padded four-row pass
@@ -133,7 +133,7 @@ def _pass4x1(o, x, c, b, g, m, first, fin):
         o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
 
 
-@jit
+@jit(internal=True)
 def _pass1(o, x, c, b, g, m, first, fin):
     # _pass4 for a single output row: o and g rows, c four coefficients, b a scalar
     x0, x1, x2, x3 = x
@@ -192,7 +192,7 @@ def _sources(src, k, p):
     return (src[k], src[k + min(1, p - 1)], src[k + min(2, p - 1)], src[k + p - 1])
 
 
-@jit
+@jit(internal=True)
 def _combine_rows(out, src, w, trans, init, fin, aux):
     # out (R, m) = fin(init[:, None] + c @ src), c = w.T if trans else w; src (K, m),
     # init (R,) or (0,), aux (R, m) read by FIN_RELU_MASK. Small layers: axpy along the
@@ -242,7 +242,7 @@ def _store_update(gw, i, j, width, sums, scale, keep):
         gw[i, j + q] = g if keep == 0.0 else keep * gw[i, j + q] + g
 
 
-@jit
+@jit(internal=True)
 def _outer_update(gw, a_in, d_out, scale, keep):
     # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T for small layers: dot products
     # along the batch axis. Loads bound them, so each pass over the batch computes a 2 x 4

@@ -14,7 +14,7 @@ depths, widths, activations and losses:
 import numpy as np
 
 from ._jit import jit
-from ._views import block
+from ._views import block, unliteral
 from .layers import (IDENTITY, MSE, RELU, SIGMOID, SSE, TANH, dense_backward, dense_forward,
                      loss_forward_backward)
 
@@ -55,7 +55,7 @@ def _bias(params, net, layer):
     return block(params, off, 1, net[layer, N_OUT])[0]
 
 
-@jit
+@jit(internal=True)
 def _offsets(net, m, with_grad):
     # start of each layer's activation (and gradient) block in the scratch
     n_layers = net.shape[0]
@@ -274,7 +274,7 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order):
     fixed_batch = n_steps == 1 and order.shape[0] == 0
     if fixed_batch:  # full batch in order: load it once for the whole call
         load_batch(block(work, a_off[0], net[0, N_IN], batch),
-                   block(work, y_off, d_outw, batch), x, y, no_rows, 0, batch)
+                   block(work, y_off, d_outw, batch), x, y, no_rows, unliteral(0), batch)
     for epoch in range(losses.shape[0]):
         rows = order[epoch] if order.shape[0] > 0 else no_rows
         total = 0.0
@@ -340,7 +340,7 @@ def loss_and_grad(grads, params, work, net, cfg, x, y):
     y_off = d_off[n_layers] + d_outw * n_rows
     yt = block(work, y_off, d_outw, n_rows)
     load_batch(block(work, a_off[0], net[0, N_IN], n_rows), yt, x, y,
-               np.empty(0, np.int64), 0, n_rows)
+               np.empty(0, np.int64), unliteral(0), n_rows)
     network_forward(params, work, net, a_off, n_rows)
     pred = block(work, a_off[n_layers], d_outw, n_rows)
     value = loss_forward_backward(block(work, d_off[n_layers], d_outw, n_rows), pred, yt, cfg[LOSS])

@@ -317,3 +317,74 @@ def test_unwritable_numba_cache_dir(concurrent_run, site, tmp_path):
     for key in result:
         np.testing.assert_array_equal(result[key], concurrent_run["results"][0][0][key],
                                       strict=True)
+
+
+EVERY_ENTRY = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import numba
+    import fastnn
+    K = fastnn.kernels
+    out = sys.argv[1]
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 2))
+    res = {}
+    for dt in ("float64", "float32"):
+        w = [(rng.standard_normal((5, 6)) / 3).astype(dt), (rng.standard_normal((6, 2)) / 3).astype(dt)]
+        b = [np.zeros(6, dt), np.zeros(2, dt)]
+        res["sgd_" + dt] = fastnn.train(x, y, w, b, loss="mse", lr=0.01, epochs=3,
+                                        batch_size=1, shuffle=True, seed=3)
+        res["w_" + dt] = w[0]
+        res["pred_" + dt] = fastnn.predict(x, w, b)
+    w = [rng.standard_normal((5, 6)), rng.standard_normal((6, 2))]
+    res["gradcheck"] = np.array([fastnn.gradcheck(x, y, w, activation="tanh")])
+    try:  # the compiled loop stops on a non-finite loss
+        fastnn.train(x * 1e200, y, w, lr=1.0, epochs=5)
+        res["diverged_at"] = np.array([-1])
+    except fastnn.DivergenceError as exc:
+        res["diverged_at"] = np.array([exc.epoch])
+    # a new compilation after the cached loads still works (Numba refreshes its context)
+    res["fresh"] = np.array([numba.njit(lambda a: np.linalg.norm(np.sort(a)))(x[0])])
+    np.savez(out, **res)
+    kernels = ("train_loop", "predict_loop", "loss_and_grad")
+    print(json.dumps({k: [sum(getattr(K, k).stats.cache_hits.values()),
+                          sum(getattr(K, k).stats.cache_misses.values())] for k in kernels}))
+""")
+
+
+def test_every_entry_point_from_a_warm_cache(concurrent_run, site, tmp_path):
+    # fastnn loads cached code without Numba's full context refresh (the first call's
+    # main cost); a fresh process that only loads must still run every compiled entry
+    # point correctly, and compile new code afterwards.
+    cache = tmp_path / "numba-cache"
+    shutil.copytree(concurrent_run["cache"], cache)
+    env = child_env(site, NUMBA_CACHE_DIR=str(cache))
+    script = tmp_path / "every.py"
+    script.write_text(EVERY_ENTRY)
+    runs = []
+    for i in range(2):  # the first run fills in what the cache lacks, the second only loads
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path / f"r{i}")], env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stderr
+        with np.load(tmp_path / f"r{i}.npz") as f:
+            runs.append(({k: f[k] for k in f.files}, json.loads(proc.stdout.splitlines()[-1])))
+    (first, _), (loaded, stats) = runs
+    for name, (hits, misses) in stats.items():
+        assert hits > 0 and misses == 0, (name, stats)  # everything came from the cache
+    for key in first:  # the same code, compiled or loaded: bitwise the same results
+        np.testing.assert_array_equal(loaded[key], first[key], strict=True)
+    # and right: against the reference, in this process
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 2))
+    for dt in ("float64", "float32"):
+        w = [(rng.standard_normal((5, 6)) / 3).astype(dt), (rng.standard_normal((6, 2)) / 3).astype(dt)]
+        b = [np.zeros(6, dt), np.zeros(2, dt)]
+        hist = reference.train(x, y, w, b, loss="mse", lr=0.01, epochs=3, batch_size=1,
+                               shuffle=True, seed=3)
+        np.testing.assert_allclose(loaded["sgd_" + dt], hist, rtol=RTOL[dt])
+        np.testing.assert_allclose(loaded["w_" + dt], w[0], rtol=RTOL[dt], atol=RTOL[dt])
+        np.testing.assert_allclose(loaded["pred_" + dt], reference.predict(x, w, b),
+                                   rtol=RTOL[dt], atol=RTOL[dt])
+    assert loaded["gradcheck"][0] < 1e-6
+    assert loaded["diverged_at"][0] >= 0
+    assert loaded["fresh"][0] == np.linalg.norm(np.sort(x[0]))
