@@ -18,6 +18,7 @@ bound leaves room for FMA contraction and is still far below any wrong term
 (a wrong or dropped term moves the result by a whole |w_k * x_k|).
 """
 
+import numba
 import numpy as np
 import pytest
 
@@ -193,3 +194,13 @@ def test_per_sample_step_both_loop_forms(widths, act, with_bias, dtype):
     np.testing.assert_allclose(h, h_ref, rtol=rtol)
     for a, e in zip(got_w + got_b, ws + bs):
         np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * np.abs(e).max())
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="compiled kernels only")
+def test_internal_kernel_refuses_python_calls():
+    # Private kernels have no Python wrapper (a faster first compile): a call from
+    # Python must be a clear error, never a jump into the missing wrapper.
+    from fastnn.kernels import layers
+    a = np.zeros((4, 3))
+    with pytest.raises(TypeError, match="_combine_rows is internal"):
+        layers._combine_rows(a, a, np.zeros((4, 4)), True, np.zeros(0), 0, a)
