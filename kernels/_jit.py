@@ -22,6 +22,10 @@ from numba.core.runtime import rtsys
 # Never 'nnan'/'ninf': those would let LLVM assume finiteness and hide divergence.
 FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
 
+# For code whose rounding is part of the algorithm (the exp in vexp.py): LLVM may
+# fuse a * b + c into an FMA, but never reorder or fold arithmetic.
+FASTMATH_STRICT = frozenset({"contract"})
+
 OPTIONS = dict(nogil=True, error_model="numpy", fastmath=set(FASTMATH))
 
 
@@ -98,7 +102,7 @@ class InternalDispatcher(CPUDispatcher):
                         f"@njit code, or call a public kernel")
 
 
-def jit(fn=None, *, inline=False, internal=False):
+def jit(fn=None, *, inline=False, internal=False, fastmath=FASTMATH):
     """``numba.njit`` with fastnn's options and a cache that cannot fail.
 
     ``inline=True`` inlines at Numba IR level (``inline="always"``): for tiny
@@ -110,10 +114,17 @@ def jit(fn=None, *, inline=False, internal=False):
     and its wrappers were about a sixth of the first compile (measured 29 -> 24 s
     with the 18 small-layer pass variants built this way). Such a kernel refuses
     calls from Python (see InternalDispatcher).
+
+    ``fastmath`` is ``FASTMATH`` or ``FASTMATH_STRICT``. A helper inlined with
+    ``inline=True`` is compiled with the flags of the kernel it is inlined into.
     """
     if fn is None:
-        return lambda f: jit(f, inline=inline, internal=internal)
-    options = dict(OPTIONS, inline="always") if inline else dict(OPTIONS)
+        return lambda f: jit(f, inline=inline, internal=internal, fastmath=fastmath)
+    if fastmath not in (FASTMATH, FASTMATH_STRICT):
+        raise ValueError("fastmath must be FASTMATH or FASTMATH_STRICT")
+    options = dict(OPTIONS, fastmath=set(fastmath))
+    if inline:
+        options.update(inline="always")
     if internal:
         options.update(no_cpython_wrapper=True, no_cfunc_wrapper=True)
     dispatcher = numba.njit(**options)(fn)

@@ -10,9 +10,10 @@ so one compiled kernel serves every network.
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import FASTMATH_STRICT, jit
 from ._views import opaque, unliteral
 from .blas import gemm
+from .vexp import exp64
 
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
 SSE, MSE = 0, 1
@@ -24,13 +25,26 @@ def _use_blas(n_in, n_out, m):
     return n_in * n_out * m >= 32768 and n_in >= 8 and n_out >= 8
 
 
+@jit(internal=True, fastmath=FASTMATH_STRICT)  # exp64 must not be reassociated
+def _sigmoid_forward(a):
+    # a (n, m) in place: z -> 1 / (1 + exp(-z)), computed in float64 for float32 data too
+    n, m = a.shape
+    for j in range(n):
+        row = a[j]
+        for t in range(m):
+            row[t] = 1.0 / (1.0 + exp64(-np.float64(row[t])))
+
+
 @jit
 def activation_forward(a, act):
     # a (n, m) in place: z -> act(z)
     n, m = a.shape
     if act == IDENTITY:
         return
-    zero, one = a.dtype.type(0), a.dtype.type(1)  # float32 stays float32
+    if act == SIGMOID:  # vectorized exp; libm's np.exp is a call per value
+        _sigmoid_forward(a)
+        return
+    zero = a.dtype.type(0)  # float32 stays float32
     opaque_one = a.dtype.type(opaque(1))  # a plain store, not a masked one (see opaque)
     for j in range(n):
         row = a[j]
@@ -38,9 +52,6 @@ def activation_forward(a, act):
             for t in range(m):
                 z = row[t]
                 row[t] = zero if z <= zero else z * opaque_one  # NaN stays NaN, as np.maximum
-        elif act == SIGMOID:
-            for t in range(m):
-                row[t] = one / (one + np.exp(-row[t]))
         else:
             for t in range(m):
                 row[t] = np.tanh(row[t])
