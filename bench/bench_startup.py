@@ -11,10 +11,13 @@ by ``bench/report.py``):
   a directory filled beforehand), a fresh process times its first
   ``fastnn.train`` call and then warm calls of the same size;
   ``derived.first_call_extra_s`` = first - fastest warm call.
-* ``startup-compile``: the same script with NUMBA_CACHE_DIR set to an empty
-  directory: ``derived.compile_s`` = first - fastest warm call is the
-  first-ever compile of one dtype's (float64) training kernels, including
-  writing the cache.
+* ``startup-compile``: with NUMBA_CACHE_DIR set to an empty directory, the
+  first call of a workload's training (3 epochs on its float64 data):
+  ``derived.compile_s`` = first - fastest warm call is the first-ever compile
+  of the kernels that training needs, including writing the cache. One row
+  per code path of ``train_loop`` (only the path a network runs is compiled):
+  relu2 (every layer through gemm), mlp3_gd (small-layer loops) and mlp3_sgd
+  (one-sample steps).
 
 NUMBA_CACHE_DIR overrides where Numba keeps its cache (by default next to the
 source, in kernels/__pycache__), so these measurements neither use nor touch
@@ -63,6 +66,28 @@ print(json.dumps({"import_s": import_s, "first_call_s": first, "warm_call_s": wa
 """
 
 
+# The first call of one workload's training, 3 epochs (compile benchmark).
+WORKLOAD_CALL_CODE = """\
+import json, time
+t0 = time.perf_counter()
+import fastnn
+from fastnn._workloads import WORKLOADS
+import_s = time.perf_counter() - t0
+p = WORKLOADS[{name!r}].build("float64")
+kw = dict(p.train_kwargs(), epochs=3)
+def call():
+    ws = [a.copy() for a in p.weights]
+    bs = None if p.biases is None else [b.copy() for b in p.biases]
+    t = time.perf_counter()
+    fastnn.train(p.x, p.y, ws, bs, **kw)
+    return time.perf_counter() - t
+first = call()
+warm = min(call() for _ in range(5))
+print(json.dumps({{"import_s": import_s, "first_call_s": first, "warm_call_s": warm}}))
+"""
+COMPILE_PATHS = {"relu2": "gemm", "mlp3_gd": "small-layer loops", "mlp3_sgd": "one-sample steps"}
+
+
 def _run(code, cache_dir=None):
     env = dict(os.environ)
     if cache_dir is not None:
@@ -109,8 +134,10 @@ def test_import(benchmark, module):
     benchmark.extra_info["import_s_all"] = inner
 
 
-def test_compile(benchmark, tmp_path_factory, cache_state):
-    """First-ever compile of the float64 training kernels, in an empty cache."""
+@pytest.mark.parametrize("workload", list(COMPILE_PATHS))
+def test_compile(benchmark, tmp_path_factory, cache_state, workload):
+    """First-ever compile of the float64 kernels one workload's training needs, in an
+    empty cache."""
     dirs, results = [], []
 
     def setup():
@@ -119,15 +146,17 @@ def test_compile(benchmark, tmp_path_factory, cache_state):
         return (d,), {}
 
     def run(d):
-        results.append(_run(FIRST_CALL_CODE, cache_dir=d))
+        results.append(_run(WORKLOAD_CALL_CODE.format(name=workload), cache_dir=d))
 
     benchmark.group = "startup-compile"
-    benchmark.extra_info.update(impl="fastnn-cold-cache-float64")
+    benchmark.extra_info.update(impl=f"fastnn-cold-cache-{workload}", workload=workload,
+                                path=COMPILE_PATHS[workload])
     benchmark.pedantic(run, setup=setup, rounds=COMPILE_ROUNDS, iterations=1)
     written = _snapshot(dirs[-1])
     # Without cache files the warm measurement below would be meaningless.
     assert written, f"NUMBA_CACHE_DIR={dirs[-1]} received no cache files"
-    cache_state["dir"] = dirs[-1]
+    if workload == "relu2":  # the first-call benchmark runs relu2's shape
+        cache_state["dir"] = dirs[-1]
     compile_s = [r["first_call_s"] - r["warm_call_s"] for r in results]
     benchmark.extra_info["derived"] = {"compile_s": _median(compile_s)}
     benchmark.extra_info["runs"] = results

@@ -158,13 +158,14 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     xr, yr = _readonly(net.x), _readonly(net.y)
     rng = np.random.default_rng(seed) if shuffle else None
     no_order = np.empty((0, 0), np.int64)
+    paths = K.train_paths(net.widths, batch, n_rows)  # compile only the code that runs
 
     def run(count, start, orders, check=None):
         """count epochs from the flat buffer's state; returns the kernel's status"""
         c = cfg if check is None else np.array([cfg[0], cfg[1], check], np.int64)
         order = no_order if orders is None else orders[start:start + count]
         return K.train_loop(history[start_epoch + start:start_epoch + start + count],
-                            packed.params, work, packed.table, c, lr, xr, yr, order)
+                            packed.params, work, packed.table, c, lr, xr, yr, order, *paths)
 
     history = np.zeros(epochs, np.float64)
     # work per epoch, in multiply-adds plus a per-step overhead, to size the first chunk
@@ -247,5 +248,6 @@ def predict(x, weights, biases=None, *, activation="relu"):
     packed = _Packed(net, K.workspace_size(net.widths, rows, with_grad=False))
     work = packed.work
     out = np.empty((net.x.shape[0], net.widths[-1]), net.dtype)
-    K.predict_loop(out, packed.params, work, packed.table, _readonly(net.x))
+    small = None if K.gemm_only(net.widths, rows, net.x.shape[0]) else True
+    K.predict_loop(out, packed.params, work, packed.table, _readonly(net.x), small)
     return out

@@ -2,7 +2,8 @@
 
 Import as ``fastnn.kernels`` (this folder installs under the fastnn package).
 Every function is a Numba ``@njit`` dispatcher, callable from Python or from
-your own ``@njit`` code. Arrays are feature-major: an activation has shape
+your own ``@njit`` code, except the two plain-Python helpers ``train_paths``
+and ``gemm_only``. Arrays are feature-major: an activation has shape
 (units, batch). Outputs come first in every signature.
 
 Layer kernels (``layers.py``)::
@@ -14,8 +15,11 @@ Layer kernels (``layers.py``)::
 
 Whole loops (``loop.py``)::
 
-    train_loop(losses, params, work, net, cfg, lr, x, y, order) -> int
-    predict_loop(out, params, work, net, x)
+    train_loop(losses, params, work, net, cfg, lr, x, y, order,
+               sample=True, batched=True, small=True) -> int
+    train_paths(widths, batch, n_rows) -> (sample, batched, small) for train_loop
+    predict_loop(out, params, work, net, x, small=True)
+    gemm_only(widths, batch, n_rows) -> bool: small=None suffices
     loss_and_grad(grads, params, work, net, cfg, x, y) -> float
 """
 
@@ -25,8 +29,8 @@ from .layers import (IDENTITY, MSE, RELU, SIGMOID, SSE, TANH, activation_backwar
                      loss_forward_backward)
 from .loop import (ACT, B_OFF, BATCH, CHECK, CHECK_EACH_EPOCH, CHECK_LOSS, CHECK_NONE,
                    LOSS, N_IN, N_OUT, PARAMS_NOT_FINITE, W_OFF, all_finite, load_batch,
-                   loss_and_grad, network_backward, network_forward, predict_loop,
-                   train_loop, workspace_size)
+                   gemm_only, loss_and_grad, network_backward, network_forward,
+                   predict_loop, train_loop, train_paths, workspace_size)
 
 #: activation name -> integer code passed to the kernels
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
@@ -37,7 +41,8 @@ __all__ = [
     "ACTIVATIONS", "LOSSES", "IDENTITY", "RELU", "SIGMOID", "TANH", "SSE", "MSE",
     "activation_forward", "activation_backward", "dense_forward", "dense_backward",
     "loss_forward_backward", "gemm", "load_batch", "network_forward", "network_backward",
-    "train_loop", "predict_loop", "loss_and_grad", "all_finite", "workspace_size",
+    "train_loop", "train_paths", "gemm_only", "predict_loop", "loss_and_grad", "all_finite",
+    "workspace_size",
     "N_IN", "N_OUT", "ACT", "W_OFF", "B_OFF", "LOSS", "BATCH", "CHECK",
     "CHECK_NONE", "CHECK_LOSS", "CHECK_EACH_EPOCH", "PARAMS_NOT_FINITE",
 ]

@@ -107,7 +107,9 @@ def jit(fn=None, *, inline=False, internal=False, fastmath=FASTMATH):
 
     ``inline=True`` inlines at Numba IR level (``inline="always"``): for tiny
     helpers in the per-sample hot loop, so reference counting of the views they
-    return is optimised away instead of costing a runtime call each time.
+    return is optimised away instead of costing a runtime call each time. Every
+    inlined call deep-copies the callee's IR (block by block, each copy with the
+    whole variable scope), so keep inlined bodies small and their call sites few.
 
     ``internal=True`` skips the Python (and C) wrappers Numba generates for every
     compiled function: a private kernel only ever runs from other compiled code,

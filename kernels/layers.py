@@ -176,7 +176,7 @@ def _dispatch(kernel, o, x, c, b, g, m, first, fin):
         kernel(o, x, c, b, g, m, False, FIN_NONE)
 
 
-@jit(inline=True)
+@jit(internal=True)  # not inlined: five inlined copies cost ~2 s of first compile, no speed
 def _coefs(w, r, k, p, trans):
     # four coefficients of output row r for source rows k..k+p-1 (p <= 4), spread over four
     # slots as _sources does; a split coefficient is halved or quartered, which is exact
@@ -312,10 +312,17 @@ def _outer_update(gw, a_in, d_out, scale, keep):
 @jit(inline=True)
 def dense_forward(a_out, a_in, w, b, act):
     # a_out (n_out, m) = act(w.T @ a_in + b[:, None]); a_in (n_in, m), w (n_in, n_out), b (n_out,) or (0,)
+    _dense_forward(a_out, a_in, w, b, act, True)
+
+
+@jit(inline=True)
+def _dense_forward(a_out, a_in, w, b, act, small):
+    # dense_forward; small = None: every layer through gemm, and the small-layer loops are
+    # never compiled (Numba prunes "is None" branches by type before typing)
     n_in, m = a_in.shape
     n_out = a_out.shape[0]
     yes, no = unliteral(True), unliteral(False)  # one compilation of each callee
-    if _use_blas(n_in, n_out, m):
+    if small is None or _use_blas(n_in, n_out, m):
         has_bias = b.shape[0] > 0
         if has_bias:  # bias pre-filled, then beta = 1 adds the product to it
             for j in range(n_out):
@@ -333,6 +340,12 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
     # d_in (n_in, m) = (w @ d_out) * act_in'(a_in), skipped when d_in is (0, 0);
     # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T;  gb (n_out,) likewise with sum(d_out).
     # gw, gb may be w, b themselves (scale = -lr, keep = 1): d_in uses w before it is updated.
+    _dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep, True)
+
+
+@jit(inline=True)
+def _dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep, small):
+    # dense_backward; small as in _dense_forward
     n_in, m = a_in.shape
     n_out = d_out.shape[0]
     blas = _use_blas(n_in, n_out, m)
@@ -345,7 +358,7 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
                 s += src[t]
             gb[j] = scale * s if keep == 0.0 else keep * gb[j] + scale * s
     if d_in.shape[0] > 0:
-        if blas:
+        if small is None or blas:
             gemm(d_in, w, d_out, no, no, 1.0, 0.0)
             activation_backward(d_in, a_in, act_in)
         else:
@@ -353,7 +366,7 @@ def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep):
                           FIN_RELU_MASK if act_in == RELU else FIN_NONE, a_in)
             if act_in != RELU:  # the relu mask is applied by _combine_rows
                 activation_backward(d_in, a_in, act_in)
-    if blas:
+    if small is None or blas:
         gemm(gw, a_in, d_out, no, yes, scale, keep)
     else:
         _outer_update(gw, a_in, d_out, scale, keep)

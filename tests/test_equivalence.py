@@ -461,15 +461,22 @@ for dtype in (T.F64, T.F32):
         fastnn.train(xv, y, T.copies(w), T.copies(b), lr=0.001, epochs=2)
         fastnn.predict(xv, w, b)
     fastnn.train(*T.noncontiguous_net(dtype)[:4], lr=0.001, epochs=2)
-for dispatcher in (fastnn.kernels.train_loop, fastnn.kernels.predict_loop):
-    print(dispatcher.__name__, sorted(str(sig[1].dtype) for sig in dispatcher.signatures))
+# one line per loop: its signatures as (dtype of params, the code paths compiled in)
+for dispatcher, flags in ((fastnn.kernels.train_loop, ("sample", "batched", "small")),
+                          (fastnn.kernels.predict_loop, ("small",))):
+    print(dispatcher.__name__, sorted(
+        (str(sig[1].dtype), "+".join(n for n, t in zip(flags, sig[-len(flags):])
+                                     if str(t) != "none"))
+        for sig in dispatcher.signatures))
 """
 
 
 def test_one_compiled_signature_per_dtype():
-    """Every depth, activation, loss, batch mode and argument layout shares one
-    compiled train_loop (and predict_loop) per dtype (issue 2: compile once per
-    dtype). Run in a fresh interpreter so other tests cannot add signatures."""
+    """Every depth, activation, loss and argument layout shares one compiled
+    train_loop (and predict_loop) per dtype (issue 2: compile once per dtype) and
+    code path: these small nets compile the one-sample path (batch_size=1) and
+    the small-layer batch path, never all paths at once and never twice.
+    Run in a fresh interpreter so other tests cannot add signatures."""
     import os
     import subprocess
     import sys
@@ -477,6 +484,10 @@ def test_one_compiled_signature_per_dtype():
     result = subprocess.run([sys.executable, "-c", SIGNATURE_SCRIPT.format(tests=tests)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    # signatures grouped by the dtype of params (argument 1 of both loops)
-    assert result.stdout.split("\n")[:2] == ["train_loop ['float32', 'float64']",
-                                             "predict_loop ['float32', 'float64']"], result.stdout
+    import ast
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().split("\n")[-2:])
+    dtypes = ("float32", "float64")
+    assert ast.literal_eval(lines["train_loop"]) == [
+        (dt, p) for dt in dtypes for p in ("batched+small", "sample")], result.stdout
+    assert ast.literal_eval(lines["predict_loop"]) == [
+        (dt, "small") for dt in dtypes], result.stdout
