@@ -526,7 +526,8 @@ OPTIONAL = {"torch": "torch", "jax": "jax"}  # impl -> module that must be impor
 
 
 def warm_fastnn():
-    """Compile (or load from the cache) fastnn's kernels for both dtypes."""
+    """Compile (or load from the cache) fastnn's kernels for both dtypes, every code
+    path (small layers, one-sample steps, gemm layers: each compiles on its own)."""
     for dt in DTYPES:
         rng = np.random.default_rng(0)
         x, y = rng.standard_normal((8, 3)).astype(dt), rng.standard_normal((8, 2)).astype(dt)
@@ -534,3 +535,8 @@ def warm_fastnn():
         bs = [np.zeros((1, 4), dt), np.zeros((1, 2), dt)]
         fastnn.train(x, y, ws, bs, activation="sigmoid", loss="mse", lr=1e-3, epochs=2, batch_size=3)
         fastnn.train(x, y, ws, None, lr=1e-3, epochs=2)
+        fastnn.train(x, y, ws, bs, lr=1e-3, epochs=2, batch_size=1)
+        x, y = rng.standard_normal((16, 64)).astype(dt), rng.standard_normal((16, 64)).astype(dt)
+        ws = [(rng.standard_normal((64, 64)) / 8).astype(dt) for _ in range(2)]
+        assert fastnn.kernels.gemm_only([64, 64, 64], 16, 16)
+        fastnn.train(x, y, ws, lr=1e-3, epochs=2)

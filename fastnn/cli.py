@@ -128,7 +128,7 @@ def _demo(args):
     out = sys.stdout
     started = time.perf_counter()
     import fastnn
-    warmup = _warm_up(fastnn, dtype, sys.stderr)
+    warmup = _warm_up(fastnn, dtype, sys.stderr, names)
     if not args.json:
         _print_header(out, dtype, warmup)
     rows = []
@@ -167,16 +167,16 @@ def _cache_misses(fastnn):
         return None
 
 
-def _warm_up(fastnn, dtype, err):
+def _warm_up(fastnn, dtype, err, names=("mlp3_gd",)):
     """Compile (or load from Numba's cache) the kernels of one dtype before timing.
 
-    A tiny training call does it. If it takes longer than NOTICE_AFTER seconds,
-    a line on ``err`` says what is happening and counts the seconds, so a first
-    run (about 10 s of compilation per dtype) never looks hung.
+    One epoch of each workload in ``names`` does it: fastnn compiles only the
+    code path a training run executes (gemm layers, small layers, one-sample
+    steps), so each workload warms its own. If it takes longer than NOTICE_AFTER
+    seconds, a line on ``err`` says what is happening and counts the seconds, so
+    a first run (7-25 s of compilation per dtype) never looks hung.
     """
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
-    weights = [rng.standard_normal((3, 2)).astype(dtype)]
+    problems = [WORKLOADS[name].build(dtype) for name in names]
     misses_before = _cache_misses(fastnn)
     done = threading.Event()
     shown = []
@@ -204,7 +204,8 @@ def _warm_up(fastnn, dtype, err):
     ticker = threading.Thread(target=notice, name="fastnn-demo-notice", daemon=True)
     ticker.start()
     try:
-        fastnn.train(x, y, weights, lr=1e-3, epochs=1)
+        for problem in problems:
+            fastnn.train(problem.x, problem.y, *problem.copy_params(), **problem.train_kwargs(1))
     finally:
         done.set()
         ticker.join()

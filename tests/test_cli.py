@@ -112,9 +112,13 @@ def test_default_runs_every_workload_with_its_own_epochs(capsys, monkeypatch):
     assert [r["name"] for r in report["workloads"]] == list(NAMES)
     assert [r["epochs"] for r in report["workloads"]] == [500, 200, 501, 501]
     assert report["epochs_override"] is None
-    # each workload trained twice (NumPy, fastnn), plus the warm-up call
-    assert len(calls) == 1 + 2 * len(NAMES)
-    for (x_shape, shapes, has_b, kwargs), name in zip(calls[1::2], NAMES):
+    # each workload: one warm-up epoch (it compiles that workload's code path), then
+    # trained twice (NumPy, fastnn)
+    assert len(calls) == 3 * len(NAMES)
+    warm, timed = calls[:len(NAMES)], calls[len(NAMES):]
+    assert [c[3]["epochs"] for c in warm] == [1] * len(NAMES)
+    assert [c[1] for c in warm] == [c[1] for c in timed[::2]]
+    for (x_shape, shapes, has_b, kwargs), name in zip(timed[::2], NAMES):
         w = WORKLOADS[name]
         assert x_shape == (w.rows, w.widths[0])
         assert shapes == list(zip(w.widths, w.widths[1:]))
