@@ -82,7 +82,8 @@ class _Packed:
 
 
 def _readonly(a):
-    # One compiled signature per dtype: data always reaches the kernels read-only.
+    # One compiled signature per dtype and code path: data always reaches the kernels
+    # read-only.
     v = a.view()
     v.flags.writeable = False
     return v

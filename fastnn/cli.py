@@ -174,7 +174,7 @@ def _warm_up(fastnn, dtype, err, names=("mlp3_gd",)):
     code path a training run executes (gemm layers, small layers, one-sample
     steps), so each workload warms its own. If it takes longer than NOTICE_AFTER
     seconds, a line on ``err`` says what is happening and counts the seconds, so
-    a first run (7-25 s of compilation per dtype) never looks hung.
+    a first run (4-25 s of compilation per dtype) never looks hung.
     """
     problems = [WORKLOADS[name].build(dtype) for name in names]
     misses_before = _cache_misses(fastnn)

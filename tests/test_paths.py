@@ -58,7 +58,8 @@ def _run(net, batch, paths, order):
 @pytest.mark.parametrize("widths, n_rows, batch, shuffle, expected", [
     ([64, 32, 32], 40, 40, False, GEMM),
     ([64, 32, 32], 80, 40, True, GEMM),
-    ([5, 4, 4, 1], 30, 8, True, SMALL),   # with a last, partial batch of 6 rows
+    ([200, 100, 10], 65, 64, False, SMALL),  # gemm batches, then one row: small loops
+    ([5, 4, 4, 1], 30, 8, True, SMALL),      # with a last, partial batch of 6 rows
     ([5, 4, 4, 1], 30, 1, True, SAMPLE),
 ])
 def test_pruned_paths_train_exactly_like_all_paths(widths, n_rows, batch, shuffle, expected):
@@ -79,6 +80,23 @@ def test_pruned_paths_train_exactly_like_all_paths(widths, n_rows, batch, shuffl
     assert np.all(np.isfinite(got[1])) and got[1][0] > 0
 
 
+@pytest.mark.parametrize("widths, n_rows", [([64, 32, 32], 40), ([64, 32, 32], 4)])
+def test_predict_without_small_layers_predicts_exactly_like_all_paths(widths, n_rows):
+    # small=None sends every layer through gemm: the same products whenever gemm_only
+    # holds (40 rows); with 4 rows the layers are small and gemm must still be right.
+    x, y, ws, bs = _problem(widths, n_rows, seed=8)
+    net = check_network(x, y, ws, bs, "relu", "mse")
+    packed = _Packed(net, K.workspace_size(net.widths, n_rows, with_grad=False))
+    got, want = (np.empty((n_rows, widths[-1])) for _ in range(2))
+    K.predict_loop(got, packed.params, packed.work, packed.table, net.x, None)
+    K.predict_loop(want, packed.params, packed.work, packed.table, net.x)
+    if K.gemm_only(widths, n_rows, n_rows):
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert np.abs(want).max() > 0
+
+
 def test_one_sample_path_refuses_batches():
     x, y, ws, bs = _problem([5, 4, 1], 10, seed=2)
     net = check_network(x, y, ws, bs, "relu", "mse")
@@ -89,20 +107,22 @@ def test_one_sample_path_refuses_batches():
 COMPILED_SCRIPT = """
 import json, numpy as np, fastnn
 from fastnn.kernels import layers
-small_loops = (layers._combine_rows, layers._outer_update)
+# the small-layer loops, then what only batches use (sample_step is inlined: no dispatcher)
+kernels = (layers._combine_rows, layers._outer_update, layers.gemm,
+           layers.loss_forward_backward, layers.activation_forward)
 def compiled():
-    return [len(k.signatures) for k in small_loops] + [len(layers.gemm.signatures)]
+    return [len(k.signatures) for k in kernels]
 rng = np.random.default_rng(0)
 out = {}
 x, y = rng.standard_normal((64, 200)), rng.standard_normal((64, 10))
 w = [rng.standard_normal((200, 100)) / 15, rng.standard_normal((100, 10)) / 10]
+fastnn.train(x[:9], y[:9], w, lr=1e-4, epochs=2, batch_size=1)
+out["sample"] = compiled()
 fastnn.train(x, y, w, lr=1e-4, epochs=2)            # every layer through gemm
 fastnn.predict(x, w)
-out["gemm"] = compiled()
-fastnn.train(x[:9], y[:9], w, lr=1e-4, epochs=2, batch_size=1)
-out["gemm+sample"] = compiled()
+out["sample+gemm"] = compiled()
 fastnn.train(x[:9], y[:9], w, lr=1e-4, epochs=2)     # 9 rows: small layers
-out["gemm+sample+small"] = compiled()
+out["sample+gemm+small"] = compiled()
 print(json.dumps(out))
 """
 
@@ -116,7 +136,8 @@ def test_only_the_paths_that_run_are_compiled(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    # [_combine_rows, _outer_update, gemm] signatures after each run
-    assert out["gemm"] == [0, 0, 1], out
-    assert out["gemm+sample"] == [0, 0, 1], out
-    assert out["gemm+sample+small"] == [1, 1, 1], out  # the check does see a compilation
+    # signatures of [_combine_rows, _outer_update, gemm, loss_forward_backward,
+    # activation_forward] after each run
+    assert out["sample"] == [0, 0, 0, 0, 0], out
+    assert out["sample+gemm"] == [0, 0, 1, 1, 1], out
+    assert out["sample+gemm+small"] == [1, 1, 1, 1, 1], out  # the check sees compilations
