@@ -319,7 +319,7 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
             m = min(batch, n_rows - start)
             if sample is not None:
                 if batched is None or batch == 1:  # copy the sample in place: cheaper than views
-                    r = _u(rows[step] if rows.shape[0] > 0 else step)
+                    r = rows[step] if rows.shape[0] > 0 else step  # a caller's row: signed
                     for i in range(d_in):
                         work[_u(i)] = x[r, _u(i)]  # a_off[0] == 0
                     for j in range(d_outw):
