@@ -294,7 +294,7 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
     # steps (without it every layer goes through gemm). The defaults compile all three;
     # train_paths picks what one run needs: gemm-only or one-sample training then
     # compiles in about a third of the time (measured 4-11 s against 20-26 s; batches
-    # with small layers 14-23 s).
+    # with small layers 14-25 s).
     n_rows = x.shape[0]
     n_layers = net.shape[0]
     batch = min(cfg[BATCH], n_rows)
