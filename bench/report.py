@@ -144,7 +144,8 @@ def workload_section(groups):
     text.append("Median wall time of one whole training run (fresh copies of the initial "
                 "parameters each round). Ratios above 1× in `numpy / fastnn`, `jax / fastnn` "
                 "and `torch / fastnn` mean fastnn is faster; `fastnn / gemm-floor` is how far "
-                "fastnn is above the cost of the matrix products alone.")
+                "fastnn is above the cost of a per-epoch loop's matrix products alone "
+                "(below 1× on the Gram path, which does fewer).")
     text += [""] + notes
     return "\n".join(text)
 
@@ -278,7 +279,8 @@ def sweep_section(groups):
     text = table(["hidden", "fastnn", "numpy", "gemm-floor", "numpy / fastnn",
                   "fastnn / gemm-floor", "fastnn GFLOP/s", "gemm-floor GFLOP/s"], rows)
     return (text + f"\n\nrelu2's shape (64×1000 → hidden → 10, ReLU, SSE, float64), {epochs} epochs; "
-            "GFLOP/s counts the products' floating-point operations only.")
+            "GFLOP/s counts the floating-point operations of a per-epoch loop's products "
+            "only; fastnn's Gram path does fewer, so its figure is an effective rate.")
 
 
 def report(paths, command):

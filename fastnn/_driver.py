@@ -149,24 +149,37 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     net = check_network(x, y, weights, biases, activation, loss)
     n_rows = net.x.shape[0]
     batch = n_rows if batch_size is None else min(batch_size, n_rows)
-    packed = _Packed(net, K.workspace_size(net.widths, batch))
+    gram = K.gram_size(net.widths, batch, n_rows, in_order=not shuffle)
+    packed = _Packed(net, K.workspace_size(net.widths, batch) + gram)
     if check_finite and not np.isfinite(packed.params).all():
         raise ValueError("weights and biases must be finite before training "
                          "(or pass check_finite=False)")
     n_steps = -(-n_rows // batch)
     work = packed.work
-    cfg = np.array([net.loss, batch, K.CHECK_LOSS if check_finite else K.CHECK_NONE], np.int64)
+    cfg = np.array([net.loss, batch, K.CHECK_LOSS if check_finite else K.CHECK_NONE,
+                    K.GRAM_START], np.int64)
     xr, yr = _readonly(net.x), _readonly(net.y)
     rng = np.random.default_rng(seed) if shuffle else None
     no_order = np.empty((0, 0), np.int64)
     paths = K.train_paths(net.widths, batch, n_rows)  # compile only the code that runs
 
+    # The Gram path (kernels.gram_size) carries state in work from chunk to chunk; a
+    # replay of a chunk starts from a copy of it, taken before the chunk.
+    state = K.gram_state(work, net.widths, batch) if gram else work[:0]
+    saved = state.copy()
+
     def run(count, start, orders, check=None):
         """count epochs from the flat buffer's state; returns the kernel's status"""
-        c = cfg if check is None else np.array([cfg[0], cfg[1], check], np.int64)
+        c = cfg if check is None else np.array([cfg[K.LOSS], cfg[K.BATCH], check, cfg[K.GRAM]],
+                                                np.int64)
         order = no_order if orders is None else orders[start:start + count]
         return K.train_loop(history[start_epoch + start:start_epoch + start + count],
                             packed.params, work, packed.table, c, lr, xr, yr, order, *paths)
+
+    def restore():
+        """the flat buffer and the Gram state as they were before the current chunk"""
+        packed.load()
+        np.copyto(state, saved)
 
     history = np.zeros(epochs, np.float64)
     # work per epoch, in multiply-adds plus a per-step overhead, to size the first chunk
@@ -188,18 +201,20 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
                 orders = np.empty((count, n_rows), np.int64)
                 for i in range(count):
                     orders[i] = rng.permutation(n_rows)
+            np.copyto(saved, state)
             t0 = time.perf_counter()
             synced = False
             status = run(count, 0, orders)
             elapsed = time.perf_counter() - t0
             if status != count:  # a loss or a parameter became non-finite
-                bad = _locate_divergence(packed, run, count, orders)
+                bad = _locate_divergence(packed, run, restore, count, orders)
                 history = history[:start_epoch + bad]
                 synced = True
                 last = float(history[-1]) if len(history) else None
                 raise DivergenceError(start_epoch + bad, last, history, lr)
             synced = True
             packed.store()
+            cfg[K.GRAM] = K.GRAM_CONTINUE
             rate = min(8 * rate, count * work_per_epoch / max(elapsed, 1e-6))
             end = start_epoch + count
             stop = _report(history, start_epoch, end, print_every, callback, callback_every)
@@ -219,12 +234,12 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     return history
 
 
-def _locate_divergence(packed, run, count, orders):
+def _locate_divergence(packed, run, restore, count, orders):
     """Replay the chunk from the user's arrays to find the first bad epoch, and
     leave the user's arrays at the end of the epoch before it."""
-    packed.load()
+    restore()
     bad = run(count, 0, orders, check=K.CHECK_EACH_EPOCH)
-    packed.load()
+    restore()
     if bad > 0:
         run(bad, 0, orders, check=K.CHECK_NONE)
         packed.store()

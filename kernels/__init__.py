@@ -21,16 +21,19 @@ Whole loops (``loop.py``)::
     predict_loop(out, params, work, net, x, small=True)
     gemm_only(widths, batch, n_rows) -> bool: small=None suffices
     loss_and_grad(grads, params, work, net, cfg, x, y) -> float
+    workspace_size(widths, batch) / gram_size(widths, batch, n_rows, in_order) -> int
+    gram_state(work, widths, batch) -> view: the Gram path's carried state
 """
 
 from .blas import gemm
 from .layers import (IDENTITY, MSE, RELU, SIGMOID, SSE, TANH, activation_backward,
                      activation_forward, dense_backward, dense_forward,
                      loss_forward_backward)
-from .loop import (ACT, B_OFF, BATCH, CHECK, CHECK_EACH_EPOCH, CHECK_LOSS, CHECK_NONE,
-                   LOSS, N_IN, N_OUT, PARAMS_NOT_FINITE, W_OFF, all_finite, load_batch,
-                   gemm_only, loss_and_grad, network_backward, network_forward,
-                   predict_loop, train_loop, train_paths, workspace_size)
+from .loop import (ACT, B_OFF, BATCH, CHECK, CHECK_EACH_EPOCH, CHECK_LOSS, CHECK_NONE, GRAM,
+                   GRAM_CONTINUE, GRAM_OFF, GRAM_START, LOSS, N_IN, N_OUT, PARAMS_NOT_FINITE,
+                   W_OFF, all_finite, gemm_only, gram_size, gram_state, load_batch, loss_and_grad,
+                   network_backward, network_forward, predict_loop, train_loop, train_paths,
+                   workspace_size)
 
 #: activation name -> integer code passed to the kernels
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
@@ -42,7 +45,8 @@ __all__ = [
     "activation_forward", "activation_backward", "dense_forward", "dense_backward",
     "loss_forward_backward", "gemm", "load_batch", "network_forward", "network_backward",
     "train_loop", "train_paths", "gemm_only", "predict_loop", "loss_and_grad", "all_finite",
-    "workspace_size",
+    "workspace_size", "gram_size", "gram_state",
     "N_IN", "N_OUT", "ACT", "W_OFF", "B_OFF", "LOSS", "BATCH", "CHECK",
     "CHECK_NONE", "CHECK_LOSS", "CHECK_EACH_EPOCH", "PARAMS_NOT_FINITE",
+    "GRAM", "GRAM_OFF", "GRAM_START", "GRAM_CONTINUE",
 ]

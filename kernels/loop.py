@@ -6,7 +6,8 @@ path, see ``train_loop``) serves all depths, widths, activations and losses:
 * ``params``: all weights, then biases, as one flat array of the network dtype;
 * ``net``: int64 table, one row per layer: ``N_IN, N_OUT, ACT, W_OFF, B_OFF``
   (``B_OFF = -1``: no bias; offsets index ``params``);
-* ``cfg``: int64 array ``LOSS, BATCH, CHECK`` (see ``CHECK_*``);
+* ``cfg``: int64 array ``LOSS, BATCH, CHECK`` (see ``CHECK_*``), optionally ``GRAM``
+  (see ``GRAM_*``);
 * ``work``: scratch of :func:`workspace_size` elements, allocated by the caller
   once, so nothing is allocated inside the loop.
 """
@@ -15,16 +16,23 @@ import numpy as np
 
 from ._jit import jit
 from ._views import block, unliteral
+from .blas import gemm
 from .layers import (IDENTITY, MSE, RELU, SIGMOID, SSE, TANH, _dense_backward, _dense_forward,
-                     _use_blas, loss_forward_backward)
+                     _use_blas, activation_forward, loss_forward_backward)
 
 N_IN, N_OUT, ACT, W_OFF, B_OFF = 0, 1, 2, 3, 4
-LOSS, BATCH, CHECK = 0, 1, 2
+LOSS, BATCH, CHECK, GRAM = 0, 1, 2, 3
 # CHECK_LOSS: stop after the first epoch whose loss is not finite, and report
 # non-finite parameters at the end of the call. CHECK_EACH_EPOCH also checks
 # the parameters after every epoch (used to pin down a divergence exactly).
 CHECK_NONE, CHECK_LOSS, CHECK_EACH_EPOCH = 0, 1, 2
 PARAMS_NOT_FINITE = -1
+# cfg[GRAM] (optional; see gram_size): GRAM_START begins the Gram path's state in work
+# (G, P, the summed gradients and w1 at the start), GRAM_CONTINUE carries it on from the
+# previous call, GRAM_OFF never takes the path. Without the entry every call starts anew.
+# GRAM_CONTINUE trusts the caller: the previous call took the path on the same work, x,
+# parameters and lr (w1 is formed from the sum of the gradients times this call's lr).
+GRAM_OFF, GRAM_START, GRAM_CONTINUE = 0, 1, 2
 
 
 def workspace_size(widths, batch, with_grad=True):
@@ -38,6 +46,44 @@ def workspace_size(widths, batch, with_grad=True):
     if with_grad:
         size += sum(widths[1:]) + widths[-1]
     return size * int(batch)
+
+
+def gram_size(widths, batch, n_rows, in_order=True):
+    """Extra scratch elements that let train_loop take the Gram path (0: it would not pay).
+
+    Full-batch training in row order, 2 <= rows <= half the input features: the
+    first layer's pre-activation x @ w1 is carried from epoch to epoch as
+    P <- P - lr * d1 @ G with G = x x^T (N x N), and w1 is formed from its value at the
+    start plus -lr * x^T @ (the summed d1) at the end of each call. That replaces the two
+    N x d_in x n1 products of every epoch by one N x N x n1 product. It is the same
+    arithmetic in real numbers; the rounding differs as with another summation order.
+    The state carries over between calls (cfg[GRAM]), so chunking never changes it.
+    """
+    if len(widths) < 2:
+        return 0
+    batch = min(int(batch), int(n_rows))
+    d_in, n1 = int(widths[0]), int(widths[1])
+    use_blas = getattr(_use_blas, "py_func", _use_blas)
+    if not (in_order and batch == n_rows and 2 <= batch and 2 * batch <= d_in  # as train_loop
+            and use_blas(d_in, n1, batch)):
+        return 0
+    return batch * batch + 2 * n1 * batch + d_in * n1
+
+
+def gram_state(work, widths, batch):
+    """The part of ``work`` the Gram path carries from one call to the next besides the
+    parameters (P and the summed gradients), for a caller that must replay a call:
+    save it before the call, put it back before the replay (plain Python)."""
+    m, n1 = int(batch), int(widths[1])
+    start = workspace_size(widths, m) + m * m
+    return work[start:start + 2 * n1 * m]
+
+
+@jit(inline=True)
+def _gram_pays(d_in, n1, m):
+    # P's update (m*m*n1) costs at most a quarter of the two products it replaces
+    # (2*m*d_in*n1)
+    return 2 * m <= d_in and _use_blas(d_in, n1, m)
 
 
 @jit(inline=True)
@@ -90,14 +136,15 @@ def load_batch(a0, yt, x, y, rows, start, m):
 @jit(inline=True)
 def network_forward(params, work, net, a_off, m):
     # forward through every layer; work holds a0 (n_0, m) and receives every activation
-    _network_forward(params, work, net, a_off, m, True)
+    _network_forward(params, work, net, a_off, m, True, 0)
 
 
 @jit(inline=True)
-def _network_forward(params, work, net, a_off, m, small):
-    # network_forward; small = None: every layer through gemm (see _dense_forward)
+def _network_forward(params, work, net, a_off, m, small, start):
+    # network_forward from layer start on; small = None: every layer through gemm (see
+    # _dense_forward)
     n_layers = net.shape[0]
-    for layer in range(n_layers):
+    for layer in range(start, n_layers):
         a_in = block(work, a_off[layer], net[layer, N_IN], m)
         a_out = block(work, a_off[layer + 1], net[layer, N_OUT], m)
         _dense_forward(a_out, a_in, _weight(params, net, layer), _bias(params, net, layer),
@@ -108,15 +155,16 @@ def _network_forward(params, work, net, a_off, m, small):
 def network_backward(grads, params, work, net, a_off, d_off, m, scale, keep):
     # backward from d_L (already in work); grads = keep * grads + scale * dloss/dparams
     # grads may be params itself (scale = -lr, keep = 1): the in-place SGD step.
-    _network_backward(grads, params, work, net, a_off, d_off, m, scale, keep, True)
+    _network_backward(grads, params, work, net, a_off, d_off, m, scale, keep, True, 0)
 
 
 @jit(inline=True)
-def _network_backward(grads, params, work, net, a_off, d_off, m, scale, keep, small):
-    # network_backward; small as in _network_forward
+def _network_backward(grads, params, work, net, a_off, d_off, m, scale, keep, small, stop):
+    # network_backward down to layer stop (its d_out is left in work); small as in
+    # _network_forward
     n_layers = net.shape[0]
     empty = block(work, 0, 0, 0)
-    for layer in range(n_layers - 1, -1, -1):
+    for layer in range(n_layers - 1, stop - 1, -1):
         n_in, n_out = net[layer, N_IN], net[layer, N_OUT]
         a_in = block(work, a_off[layer], n_in, m)
         d_out = block(work, d_off[layer + 1], n_out, m)
@@ -306,17 +354,42 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
     a_off, d_off, _ = _offsets(net, batch, True)
     y_off = d_off[n_layers] + net[n_layers - 1, N_OUT] * batch
     d_in, d_outw = net[0, N_IN], net[n_layers - 1, N_OUT]
+    n1 = net[0, N_OUT]
     no_rows = order[0, :0] if order.shape[0] > 0 else np.empty(0, np.int64)
     fixed_batch = n_steps == 1 and order.shape[0] == 0
     if fixed_batch:  # full batch in order: load it once for the whole call
         load_batch(block(work, a_off[0], net[0, N_IN], batch),
                    block(work, y_off, d_outw, batch), x, y, no_rows, unliteral(0), batch)
+    # The Gram path (see gram_size), when the caller made room for it
+    g_off = y_off + d_outw * batch
+    g_mode = cfg[GRAM] if cfg.shape[0] > GRAM else GRAM_START
+    gram = (batched is not None and fixed_batch and batch > 1 and g_mode != GRAM_OFF
+            and _gram_pays(d_in, n1, batch)
+            and work.shape[0] >= g_off + batch * batch + 2 * n1 * batch + d_in * n1)
+    start = 1 if gram else 0
+    g_sz, p_sz = (batch * batch, n1 * batch) if gram else (0, 0)
+    g0 = g_off if gram else 0
+    a0 = block(work, a_off[0], d_in, batch)
+    gmat = block(work, g0, batch if gram else 0, batch)              # G = x x^T (m, m)
+    pre = block(work, g0 + g_sz, n1 if gram else 0, batch)           # P = w1.T @ a0 (n1, m)
+    dsum = block(work, g0 + g_sz + p_sz, n1 if gram else 0, batch)   # sum of d1 (n1, m)
+    w1_start = block(work, g0 + g_sz + 2 * p_sz, d_in if gram else 0, n1)
+    w1 = _weight(params, net, 0)
+    b1 = _bias(params, net, 0)
+    if batched is not None:
+        if gram and g_mode != GRAM_CONTINUE:
+            yes, no = unliteral(True), unliteral(False)
+            gemm(gmat, a0, a0, yes, no, 1.0, 0.0)
+            gemm(pre, w1, a0, yes, no, 1.0, 0.0)
+            dsum[:, :] = 0.0
+            w1_start[:, :] = w1
+    status = losses.shape[0]
     for epoch in range(losses.shape[0]):
         rows = order[epoch] if order.shape[0] > 0 else no_rows
         total = 0.0
         for step in range(n_steps):
-            start = step * batch
-            m = min(batch, n_rows - start)
+            start_row = step * batch
+            m = min(batch, n_rows - start_row)
             if sample is not None:
                 if batched is None or batch == 1:  # copy the sample in place: cheaper than views
                     r = rows[step] if rows.shape[0] > 0 else step  # a caller's row: signed
@@ -329,21 +402,76 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
             if batched is not None:
                 yt = block(work, y_off, d_outw, m)
                 if not fixed_batch:
-                    load_batch(block(work, a_off[0], net[0, N_IN], m), yt, x, y, rows, start, m)
-                _network_forward(params, work, net, a_off, m, small)
+                    load_batch(block(work, a_off[0], net[0, N_IN], m), yt, x, y, rows, start_row,
+                               m)
+                if gram:
+                    _gram_forward(block(work, a_off[1], n1, m), pre, b1, net[0, ACT])
+                _network_forward(params, work, net, a_off, m, small, start)
                 pred = block(work, a_off[n_layers], d_outw, m)
                 total += loss_forward_backward(block(work, d_off[n_layers], d_outw, m), pred, yt,
                                                loss)
-                _network_backward(params, params, work, net, a_off, d_off, m, -lr, 1.0, small)
+                _network_backward(params, params, work, net, a_off, d_off, m, -lr, 1.0, small,
+                                  start)
+                if gram:
+                    _gram_backward(pre, dsum, b1, block(work, d_off[1], n1, m), gmat, -lr)
         losses[epoch] = total / n_steps
         if check != CHECK_NONE:
             if not np.isfinite(losses[epoch]):
-                return epoch
-            if check == CHECK_EACH_EPOCH and not all_finite(params):
-                return epoch
-    if check == CHECK_LOSS and not all_finite(params):
+                status = epoch
+                break
+            if check == CHECK_EACH_EPOCH:
+                if batched is not None:
+                    # the parameters of this epoch, w1 included: a D_in x N x n1 product
+                    # per epoch, so such a call (the driver's replay after a divergence)
+                    # runs up to ~10x longer than the chunk it replays
+                    if gram:
+                        _gram_weights(w1, w1_start, a0, dsum, lr)
+                if not all_finite(params):
+                    status = epoch
+                    break
+    if batched is not None:
+        if gram:
+            _gram_weights(w1, w1_start, a0, dsum, lr)
+    if status == losses.shape[0] and check == CHECK_LOSS and not all_finite(params):
         return PARAMS_NOT_FINITE
-    return losses.shape[0]
+    return status
+
+
+@jit(inline=True)
+def _gram_weights(w1, w1_start, a0, dsum, lr):
+    # w1 = w1 at the start - lr * x.T @ (sum of every epoch's d1 so far): only the sum
+    # decides, so w1 after a given epoch is the same however the epochs were split
+    w1[:, :] = w1_start
+    gemm(w1, a0, dsum, unliteral(False), unliteral(True), -lr, 1.0)
+
+
+@jit(inline=True)
+def _gram_forward(a1, pre, b1, act):
+    # a1 (n1, m) = act(pre + b1[:, None]): the first layer's output on the Gram path
+    n1, m = a1.shape
+    has_b = b1.shape[0] > 0
+    for j in range(n1):
+        bj = b1[j] if has_b else a1.dtype.type(0)
+        for t in range(m):
+            a1[j, t] = pre[j, t] + bj if has_b else pre[j, t]
+    activation_forward(a1, act)
+
+
+@jit(inline=True)
+def _gram_backward(pre, dsum, b1, d1, gmat, scale):
+    # the first layer's step on the Gram path, from d1 (n1, m) = dloss/dz1:
+    # b1 += scale * d1.sum(1); pre += scale * d1 @ G (G symmetric); dsum += d1
+    n1, m = d1.shape
+    if b1.shape[0] > 0:
+        for j in range(n1):
+            s = 0.0
+            for t in range(m):
+                s += d1[j, t]
+            b1[j] += scale * s
+    gemm(pre, d1, gmat, unliteral(False), unliteral(False), scale, 1.0)
+    for j in range(n1):
+        for t in range(m):
+            dsum[j, t] += d1[j, t]
 
 
 def gemm_only(widths, batch, n_rows):
@@ -380,7 +508,7 @@ def predict_loop(out, params, work, net, x, small=True):
         m = min(batch, n_rows - start)
         load_batch(block(work, a_off[0], net[0, N_IN], m), block(work, 0, 0, m),
                    x, no_y, no_rows, start, m)
-        _network_forward(params, work, net, a_off, m, small)
+        _network_forward(params, work, net, a_off, m, small, 0)
         pred = block(work, a_off[n_layers], net[n_layers - 1, N_OUT], m)
         for t in range(m):
             for j in range(pred.shape[0]):

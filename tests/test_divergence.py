@@ -137,11 +137,9 @@ def test_seed002_diverges():
     300, so only windows are asserted, and fastnn is checked against its own
     check_finite=False run, bitwise.
 
-    Cost: an epoch is ~0.4 GFLOP, so the first 480 epochs run once, without
-    the check (they stay finite, and training is resumable: full-batch epochs
-    depend only on the weights, so two calls give bitwise the result of one),
-    and only the remaining ~50 epochs run twice (with the check, then the
-    replay). The reference's divergence handling is checked on the tiny nets
+    Cost: the first 480 epochs run once, in their own call without the check
+    (they stay finite), and only the remaining ~50 epochs run twice (with the
+    check, then the replay), from the weights the first call left. The reference's divergence handling is checked on the tiny nets
     below (on seed 002 it would cost ~15 s more for the same code path).
     """
     x, y, w0 = seed002()
