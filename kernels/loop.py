@@ -361,28 +361,15 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
         load_batch(block(work, a_off[0], net[0, N_IN], batch),
                    block(work, y_off, d_outw, batch), x, y, no_rows, unliteral(0), batch)
     # The Gram path (see gram_size), when the caller made room for it
-    g_off = y_off + d_outw * batch
     g_mode = cfg[GRAM] if cfg.shape[0] > GRAM else GRAM_START
     gram = (batched is not None and fixed_batch and batch > 1 and g_mode != GRAM_OFF
             and _gram_pays(d_in, n1, batch)
-            and work.shape[0] >= g_off + batch * batch + 2 * n1 * batch + d_in * n1)
-    start = 1 if gram else 0
-    g_sz, p_sz = (batch * batch, n1 * batch) if gram else (0, 0)
-    g0 = g_off if gram else 0
-    a0 = block(work, a_off[0], d_in, batch)
-    gmat = block(work, g0, batch if gram else 0, batch)              # G = x x^T (m, m)
-    pre = block(work, g0 + g_sz, n1 if gram else 0, batch)           # P = w1.T @ a0 (n1, m)
-    dsum = block(work, g0 + g_sz + p_sz, n1 if gram else 0, batch)   # sum of d1 (n1, m)
-    w1_start = block(work, g0 + g_sz + 2 * p_sz, d_in if gram else 0, n1)
-    w1 = _weight(params, net, 0)
-    b1 = _bias(params, net, 0)
+            and work.shape[0] >= y_off + d_outw * batch + batch * batch + 2 * n1 * batch
+            + d_in * n1)
+    start = 1 if gram else 0  # the layer the usual forward and backward start or stop at
     if batched is not None:
         if gram and g_mode != GRAM_CONTINUE:
-            yes, no = unliteral(True), unliteral(False)
-            gemm(gmat, a0, a0, yes, no, 1.0, 0.0)
-            gemm(pre, w1, a0, yes, no, 1.0, 0.0)
-            dsum[:, :] = 0.0
-            w1_start[:, :] = w1
+            _gram_step(unliteral(_G_BEGIN), params, work, net, a_off, d_off, batch, lr)
     status = losses.shape[0]
     for epoch in range(losses.shape[0]):
         rows = order[epoch] if order.shape[0] > 0 else no_rows
@@ -405,7 +392,7 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
                     load_batch(block(work, a_off[0], net[0, N_IN], m), yt, x, y, rows, start_row,
                                m)
                 if gram:
-                    _gram_forward(block(work, a_off[1], n1, m), pre, b1, net[0, ACT])
+                    _gram_step(unliteral(_G_FORWARD), params, work, net, a_off, d_off, m, lr)
                 _network_forward(params, work, net, a_off, m, small, start)
                 pred = block(work, a_off[n_layers], d_outw, m)
                 total += loss_forward_backward(block(work, d_off[n_layers], d_outw, m), pred, yt,
@@ -413,7 +400,7 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
                 _network_backward(params, params, work, net, a_off, d_off, m, -lr, 1.0, small,
                                   start)
                 if gram:
-                    _gram_backward(pre, dsum, b1, block(work, d_off[1], n1, m), gmat, -lr)
+                    _gram_step(unliteral(_G_BACKWARD), params, work, net, a_off, d_off, m, lr)
         losses[epoch] = total / n_steps
         if check != CHECK_NONE:
             if not np.isfinite(losses[epoch]):
@@ -425,53 +412,78 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
                     # per epoch, so such a call (the driver's replay after a divergence)
                     # runs up to ~10x longer than the chunk it replays
                     if gram:
-                        _gram_weights(w1, w1_start, a0, dsum, lr)
+                        _gram_step(unliteral(_G_WEIGHTS), params, work, net,
+                                   a_off, d_off, batch, lr)
                 if not all_finite(params):
                     status = epoch
                     break
     if batched is not None:
         if gram:
-            _gram_weights(w1, w1_start, a0, dsum, lr)
+            _gram_step(unliteral(_G_WEIGHTS), params, work, net, a_off, d_off, batch, lr)
     if status == losses.shape[0] and check == CHECK_LOSS and not all_finite(params):
         return PARAMS_NOT_FINITE
     return status
 
 
-@jit(inline=True)
-def _gram_weights(w1, w1_start, a0, dsum, lr):
-    # w1 = w1 at the start - lr * x.T @ (sum of every epoch's d1 so far): only the sum
-    # decides, so w1 after a given epoch is the same however the epochs were split
-    w1[:, :] = w1_start
-    gemm(w1, a0, dsum, unliteral(False), unliteral(True), -lr, 1.0)
+_G_BEGIN, _G_FORWARD, _G_BACKWARD, _G_WEIGHTS = 0, 1, 2, 3
 
 
-@jit(inline=True)
-def _gram_forward(a1, pre, b1, act):
-    # a1 (n1, m) = act(pre + b1[:, None]): the first layer's output on the Gram path
-    n1, m = a1.shape
-    has_b = b1.shape[0] > 0
-    for j in range(n1):
-        bj = b1[j] if has_b else a1.dtype.type(0)
-        for t in range(m):
-            a1[j, t] = pre[j, t] + bj if has_b else pre[j, t]
-    activation_forward(a1, act)
-
-
-@jit(inline=True)
-def _gram_backward(pre, dsum, b1, d1, gmat, scale):
-    # the first layer's step on the Gram path, from d1 (n1, m) = dloss/dz1:
-    # b1 += scale * d1.sum(1); pre += scale * d1 @ G (G symmetric); dsum += d1
-    n1, m = d1.shape
-    if b1.shape[0] > 0:
+# Not inlined, and no array-to-array slice assignments (Numba compiles an error message
+# with the shapes for those, 4.7 s of one first compile): the Gram steps inlined into
+# train_loop doubled its first compile (measured 9 -> 18 s for relu2).
+@jit(internal=True)
+def _gram_step(op, params, work, net, a_off, d_off, m, lr):
+    # One step of the Gram path on its state after the workspace (see gram_size):
+    # G = x x^T (m, m), P = w1.T @ x.T (n1, m), dsum = sum of d1 (n1, m), w1 at the start.
+    # _G_BEGIN: form G, P, dsum = 0 and the copy of w1; _G_FORWARD: a1 = act(P + b1);
+    # _G_BACKWARD: from d1 = dloss/dz1, b1 -= lr * d1.sum(1), P -= lr * d1 @ G (G is
+    # symmetric), dsum += d1; _G_WEIGHTS: w1 = w1 at the start - lr * x.T @ dsum.T, which
+    # depends on the sum only, so w1 after an epoch is the same however epochs are split.
+    n_layers = net.shape[0]
+    d_in, n1, d_out = net[0, N_IN], net[0, N_OUT], net[n_layers - 1, N_OUT]
+    g_off = d_off[n_layers] + 2 * d_out * m  # after the last gradient and the targets
+    yes, no = unliteral(True), unliteral(False)
+    gmat = block(work, g_off, m, m)
+    pre = block(work, g_off + m * m, n1, m)
+    dsum = block(work, g_off + m * m + n1 * m, n1, m)
+    w1_start = block(work, g_off + m * m + 2 * n1 * m, d_in, n1)
+    a0 = block(work, a_off[0], d_in, m)
+    w1 = _weight(params, net, 0)
+    b1 = _bias(params, net, 0)
+    if op == _G_BEGIN:
+        gemm(gmat, a0, a0, yes, no, 1.0, 0.0)
+        gemm(pre, w1, a0, yes, no, 1.0, 0.0)
         for j in range(n1):
-            s = 0.0
             for t in range(m):
-                s += d1[j, t]
-            b1[j] += scale * s
-    gemm(pre, d1, gmat, unliteral(False), unliteral(False), scale, 1.0)
-    for j in range(n1):
-        for t in range(m):
-            dsum[j, t] += d1[j, t]
+                dsum[j, t] = 0.0
+        for i in range(d_in):
+            for j in range(n1):
+                w1_start[i, j] = w1[i, j]
+    elif op == _G_FORWARD:
+        a1 = block(work, a_off[1], n1, m)
+        has_b = b1.shape[0] > 0
+        for j in range(n1):
+            for t in range(m):
+                a1[j, t] = pre[j, t] + b1[j] if has_b else pre[j, t]
+        activation_forward(a1, net[0, ACT])
+    elif op == _G_BACKWARD:
+        d1 = block(work, d_off[1], n1, m)
+        scale = -lr
+        if b1.shape[0] > 0:  # as _dense_backward with keep = 1
+            for j in range(n1):
+                s = 0.0
+                for t in range(m):
+                    s += d1[j, t]
+                b1[j] = b1[j] + scale * s
+        gemm(pre, d1, gmat, no, no, scale, 1.0)
+        for j in range(n1):
+            for t in range(m):
+                dsum[j, t] += d1[j, t]
+    else:
+        for i in range(d_in):
+            for j in range(n1):
+                w1[i, j] = w1_start[i, j]
+        gemm(w1, a0, dsum, no, yes, -lr, 1.0)
 
 
 def gemm_only(widths, batch, n_rows):
@@ -517,7 +529,7 @@ def predict_loop(out, params, work, net, x, small=True):
 
 @jit
 def loss_and_grad(grads, params, work, net, cfg, x, y):
-    # One batch of all rows: returns its loss and writes grads (like params) = d(objective)/d(params)
+    # One batch of all rows: returns its loss, writes grads (like params) = d(objective)/d(params)
     n_rows = x.shape[0]
     n_layers = net.shape[0]
     a_off, d_off, _ = _offsets(net, n_rows, True)

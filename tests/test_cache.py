@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import reference
 
 REPO = Path(__file__).resolve().parent.parent
