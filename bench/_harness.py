@@ -527,7 +527,8 @@ OPTIONAL = {"torch": "torch", "jax": "jax"}  # impl -> module that must be impor
 
 def warm_fastnn():
     """Compile (or load from the cache) fastnn's kernels for both dtypes, every code
-    path (small layers, one-sample steps, gemm layers: each compiles on its own)."""
+    path (small layers, one-sample steps, gemm layers with and without the Gram path:
+    each compiles on its own)."""
     for dt in DTYPES:
         rng = np.random.default_rng(0)
         x, y = rng.standard_normal((8, 3)).astype(dt), rng.standard_normal((8, 2)).astype(dt)
@@ -539,4 +540,6 @@ def warm_fastnn():
         x, y = rng.standard_normal((16, 64)).astype(dt), rng.standard_normal((16, 64)).astype(dt)
         ws = [(rng.standard_normal((64, 64)) / 8).astype(dt) for _ in range(2)]
         assert fastnn.kernels.gemm_only([64, 64, 64], 16, 16)
+        assert fastnn.kernels.gram_size([64, 64, 64], 16, 16) > 0
         fastnn.train(x, y, ws, lr=1e-3, epochs=2)
+        fastnn.train(x, y, ws, lr=1e-3, epochs=2, shuffle=True, seed=0)  # no Gram path

@@ -16,8 +16,8 @@ by ``bench/report.py``):
   ``derived.compile_s`` = first - fastest warm call is the first-ever compile
   of the kernels that training needs, including writing the cache. One row
   per code path of ``train_loop`` (only the path a network runs is compiled):
-  relu2 (every layer through gemm), mlp3_gd (small-layer loops) and mlp3_sgd
-  (one-sample steps).
+  relu2 (every layer through gemm, and the Gram path), mlp3_gd (small-layer
+  loops) and mlp3_sgd (one-sample steps).
 
 NUMBA_CACHE_DIR overrides where Numba keeps its cache (by default next to the
 source, in kernels/__pycache__), so these measurements neither use nor touch
@@ -85,7 +85,8 @@ first = call()
 warm = min(call() for _ in range(5))
 print(json.dumps({{"import_s": import_s, "first_call_s": first, "warm_call_s": warm}}))
 """
-COMPILE_PATHS = {"relu2": "gemm", "mlp3_gd": "small-layer loops", "mlp3_sgd": "one-sample steps"}
+COMPILE_PATHS = {"relu2": "gemm, Gram path", "mlp3_gd": "small-layer loops",
+                 "mlp3_sgd": "one-sample steps"}
 
 
 def _run(code, cache_dir=None):

@@ -161,7 +161,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     xr, yr = _readonly(net.x), _readonly(net.y)
     rng = np.random.default_rng(seed) if shuffle else None
     no_order = np.empty((0, 0), np.int64)
-    paths = K.train_paths(net.widths, batch, n_rows)  # compile only the code that runs
+    paths = K.train_paths(net.widths, batch, n_rows, not shuffle)  # compile what runs
 
     # The Gram path (kernels.gram_size) carries state in work from chunk to chunk; a
     # replay of a chunk starts from a copy of it, taken before the chunk.

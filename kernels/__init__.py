@@ -16,8 +16,8 @@ Layer kernels (``layers.py``)::
 Whole loops (``loop.py``)::
 
     train_loop(losses, params, work, net, cfg, lr, x, y, order,
-               sample=True, batched=True, small=True) -> int
-    train_paths(widths, batch, n_rows) -> (sample, batched, small) for train_loop
+               sample=True, batched=True, small=True, gram=True) -> int
+    train_paths(widths, batch, n_rows, in_order=True) -> flags for train_loop
     predict_loop(out, params, work, net, x, small=True)
     gemm_only(widths, batch, n_rows) -> bool: small=None suffices
     loss_and_grad(grads, params, work, net, cfg, x, y) -> float

@@ -331,18 +331,17 @@ def all_finite(a):
 
 @jit
 def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, batched=True,
-               small=True):
+               small=True, gram=True):
     # Runs len(losses) epochs of SGD on params in place; losses (E,) float64 receives epoch losses.
     # x (N, d_in), y (N, d_out); order (E, N) int64 row order per epoch, or (0, 0) for in order.
     # Returns the epochs completed with a finite loss (and finite parameters, per cfg[CHECK]),
     # or PARAMS_NOT_FINITE when only the final parameter check failed.
-    # sample, batched, small: None leaves a code path out of the compilation (Numba prunes
-    # "is None" branches by type before typing): sample = one-sample steps (batch 1),
+    # sample, batched, small, gram: None leaves a code path out of the compilation (Numba
+    # prunes "is None" branches by type before typing): sample = one-sample steps (batch 1),
     # batched = steps of 2+ rows, small = hand-written loops for small layers in batched
-    # steps (without it every layer goes through gemm). The defaults compile all three;
-    # train_paths picks what one run needs: gemm-only or one-sample training then
-    # compiles in about a third of the time (measured 4-11 s against 20-26 s; batches
-    # with small layers 14-25 s).
+    # steps (without it every layer goes through gemm), gram = the Gram path (gram_size).
+    # The defaults compile all four; train_paths picks what one run needs, and only that
+    # is compiled (first compiles: see the README's start-up table).
     n_rows = x.shape[0]
     n_layers = net.shape[0]
     batch = min(cfg[BATCH], n_rows)
@@ -362,14 +361,16 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
                    block(work, y_off, d_outw, batch), x, y, no_rows, unliteral(0), batch)
     # The Gram path (see gram_size), when the caller made room for it
     g_mode = cfg[GRAM] if cfg.shape[0] > GRAM else GRAM_START
-    gram = (batched is not None and fixed_batch and batch > 1 and g_mode != GRAM_OFF
-            and _gram_pays(d_in, n1, batch)
-            and work.shape[0] >= y_off + d_outw * batch + batch * batch + 2 * n1 * batch
-            + d_in * n1)
-    start = 1 if gram else 0  # the layer the usual forward and backward start or stop at
+    on_gram = (batched is not None and gram is not None and fixed_batch and batch > 1
+               and g_mode != GRAM_OFF and _gram_pays(d_in, n1, batch)
+               and work.shape[0] >= y_off + d_outw * batch + batch * batch + 2 * n1 * batch
+               + d_in * n1)
+    start = 1 if on_gram else 0  # the layer the usual forward and backward start or stop at
+    # each _gram_step call sits under single "is not None" tests: Numba prunes those
     if batched is not None:
-        if gram and g_mode != GRAM_CONTINUE:
-            _gram_step(unliteral(_G_BEGIN), params, work, net, a_off, d_off, batch, lr)
+        if gram is not None:
+            if on_gram and g_mode != GRAM_CONTINUE:
+                _gram_step(unliteral(_G_BEGIN), params, work, net, a_off, d_off, batch, lr)
     status = losses.shape[0]
     for epoch in range(losses.shape[0]):
         rows = order[epoch] if order.shape[0] > 0 else no_rows
@@ -391,16 +392,20 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
                 if not fixed_batch:
                     load_batch(block(work, a_off[0], net[0, N_IN], m), yt, x, y, rows, start_row,
                                m)
-                if gram:
-                    _gram_step(unliteral(_G_FORWARD), params, work, net, a_off, d_off, m, lr)
+                if gram is not None:
+                    if on_gram:
+                        _gram_step(unliteral(_G_FORWARD), params, work, net, a_off, d_off, m,
+                                   lr)
                 _network_forward(params, work, net, a_off, m, small, start)
                 pred = block(work, a_off[n_layers], d_outw, m)
                 total += loss_forward_backward(block(work, d_off[n_layers], d_outw, m), pred, yt,
                                                loss)
                 _network_backward(params, params, work, net, a_off, d_off, m, -lr, 1.0, small,
                                   start)
-                if gram:
-                    _gram_step(unliteral(_G_BACKWARD), params, work, net, a_off, d_off, m, lr)
+                if gram is not None:
+                    if on_gram:
+                        _gram_step(unliteral(_G_BACKWARD), params, work, net, a_off, d_off, m,
+                                   lr)
         losses[epoch] = total / n_steps
         if check != CHECK_NONE:
             if not np.isfinite(losses[epoch]):
@@ -411,15 +416,17 @@ def train_loop(losses, params, work, net, cfg, lr, x, y, order, sample=True, bat
                     # the parameters of this epoch, w1 included: a D_in x N x n1 product
                     # per epoch, so such a call (the driver's replay after a divergence)
                     # runs up to ~10x longer than the chunk it replays
-                    if gram:
-                        _gram_step(unliteral(_G_WEIGHTS), params, work, net,
-                                   a_off, d_off, batch, lr)
+                    if gram is not None:
+                        if on_gram:
+                            _gram_step(unliteral(_G_WEIGHTS), params, work, net,
+                                       a_off, d_off, batch, lr)
                 if not all_finite(params):
                     status = epoch
                     break
     if batched is not None:
-        if gram:
-            _gram_step(unliteral(_G_WEIGHTS), params, work, net, a_off, d_off, batch, lr)
+        if gram is not None:
+            if on_gram:
+                _gram_step(unliteral(_G_WEIGHTS), params, work, net, a_off, d_off, batch, lr)
     if status == losses.shape[0] and check == CHECK_LOSS and not all_finite(params):
         return PARAMS_NOT_FINITE
     return status
@@ -495,12 +502,14 @@ def gemm_only(widths, batch, n_rows):
     return all(use_blas(n_in, n_out, m) for m in sizes for n_in, n_out in zip(widths, widths[1:]))
 
 
-def train_paths(widths, batch, n_rows):
-    """train_loop's (sample, batched, small) for this network and batch size (plain Python):
-    only the code that runs gets compiled."""
+def train_paths(widths, batch, n_rows, in_order=True):
+    """train_loop's (sample, batched, small, gram) for this network, batch size and row
+    order (plain Python): only the code that runs gets compiled. A flag left True where
+    its path is not taken costs compile time only; train_loop still decides at run time."""
     if min(batch, n_rows) == 1:
-        return True, None, None
-    return None, True, None if gemm_only(widths, batch, n_rows) else True
+        return True, None, None, None
+    return (None, True, None if gemm_only(widths, batch, n_rows) else True,
+            True if gram_size(widths, batch, n_rows, in_order) > 0 else None)
 
 
 @jit

@@ -462,7 +462,7 @@ for dtype in (T.F64, T.F32):
         fastnn.predict(xv, w, b)
     fastnn.train(*T.noncontiguous_net(dtype)[:4], lr=0.001, epochs=2)
 # one line per loop: its signatures as (dtype of params, the code paths compiled in)
-for dispatcher, flags in ((fastnn.kernels.train_loop, ("sample", "batched", "small")),
+for dispatcher, flags in ((fastnn.kernels.train_loop, ("sample", "batched", "small", "gram")),
                           (fastnn.kernels.predict_loop, ("small",))):
     print(dispatcher.__name__, sorted(
         (str(sig[1].dtype), "+".join(n for n, t in zip(flags, sig[-len(flags):])
