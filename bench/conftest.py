@@ -56,7 +56,7 @@ def library_versions():
 
 
 def blas_info():
-    """NumPy's BLAS (the NumPy loop and the gemm-floor) and SciPy's (fastnn, via Numba)."""
+    """NumPy's BLAS (the NumPy loop and the gemm-floor) and SciPy's (fastnn's compiled kernels)."""
     info = {}
     try:
         import numpy as np

@@ -105,7 +105,7 @@ def machine_section(machine, when):
     blas = fx.get("blas", {})
     if blas:
         out.append("BLAS: " + "; ".join(f"{k} uses {v}" for k, v in blas.items())
-                   + " (fastnn calls SciPy's BLAS through Numba; the NumPy loop and the "
+                   + " (fastnn's compiled kernels call SciPy's BLAS; the NumPy loop and the "
                    "gemm-floor use NumPy's).")
     if fx.get("threads_env"):
         out.append("Thread settings: " + ", ".join(f"{k}={v}" for k, v in fx["threads_env"].items()) + ".")

@@ -1,0 +1,150 @@
+"""kernels.gemm, and how fastnn reaches SciPy's BLAS without importing scipy.linalg.
+
+``kernels/blas.py`` loads ``scipy.linalg.cython_blas`` straight from its file
+(``import scipy.linalg`` is 0.19 s of start-up), registers ``dgemm``/``sgemm``
+with LLVM under fastnn's own symbol names, checks their C signatures, and takes
+the module back out of ``sys.modules`` so that a later ``import scipy.linalg``
+binds it as usual. These tests run that in fresh interpreters, in both import
+orders and through the fallback.
+
+Tolerance of the gemm test: as in test_kernels.py, 4 (K + 1) eps |A||B| per
+element (another summation order plus FMA), far below one wrong term.
+"""
+
+import ctypes
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+
+from fastnn import kernels as K
+
+COMPILED = not numba.config.DISABLE_JIT
+
+
+def run_fresh(*parts):
+    """Run the code parts (each dedented) in a fresh interpreter outside the
+    repository; return its stdout."""
+    code = "\n".join(textwrap.dedent(part) for part in parts)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    result = subprocess.run([sys.executable, "-c", code], cwd="/tmp", env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 7), (37, 9, 64), (4, 3, 0), (0, 3, 4)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.25, 1.0), (2.0, -0.5)])
+def test_gemm_matches_numpy(dtype, trans_a, trans_b, shape, alpha, beta):
+    m, n, k = shape
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
+    expected = alpha * (op_a.astype(np.float64) @ op_b) + beta * c.astype(np.float64)
+    bound = (4 * (k + 1) * np.finfo(dtype).eps
+             * (abs(alpha) * (np.abs(op_a).astype(np.float64) @ np.abs(op_b)) + abs(beta * c))
+             + np.finfo(dtype).tiny)
+    K.gemm(c, a, b, trans_a, trans_b, alpha, beta)
+    assert c.dtype == dtype
+    assert np.all(np.abs(c - expected) <= bound)
+
+
+GEMM_CHECK = """
+import numpy as np
+from fastnn import kernels as K
+for dtype in (np.float64, np.float32):
+    a = np.arange(6, dtype=dtype).reshape(2, 3)
+    b = np.arange(12, dtype=dtype).reshape(3, 4)
+    c = np.ones((2, 4), dtype)
+    K.gemm(c, a, b, False, False, 2.0, 1.0)
+    assert np.array_equal(c, 2 * (a @ b) + 1), (dtype, c)
+"""
+
+
+@pytest.mark.skipif(not COMPILED, reason="compiled kernels only")
+def test_import_leaves_scipy_linalg_alone_and_it_still_imports():
+    out = run_fresh("""
+        import sys
+        import fastnn
+        assert "scipy.linalg" not in sys.modules
+        assert "scipy.linalg.cython_blas" not in sys.modules
+        """, GEMM_CHECK, """
+        assert "scipy.linalg" not in sys.modules
+        import scipy.linalg
+        import scipy.linalg.cython_blas as blas
+        assert scipy.linalg.cython_blas is blas is sys.modules["scipy.linalg.cython_blas"]
+        assert "dgemm" in blas.__pyx_capi__
+        x = np.array([[2.0, 1.0], [1.0, 3.0]])
+        assert np.allclose(scipy.linalg.solve(x, [1.0, 2.0]), np.linalg.solve(x, [1.0, 2.0]))
+        """, GEMM_CHECK, """
+        print("ok")
+        """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.skipif(not COMPILED, reason="compiled kernels only")
+def test_scipy_linalg_imported_first():
+    out = run_fresh("""
+        import sys
+        import scipy.linalg
+        blas = sys.modules["scipy.linalg.cython_blas"]
+        import fastnn
+        assert sys.modules["scipy.linalg.cython_blas"] is blas is scipy.linalg.cython_blas
+        """, GEMM_CHECK, """
+        print("ok")
+        """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.skipif(not COMPILED, reason="compiled kernels only")
+def test_falls_back_to_the_plain_import():
+    # The direct load fails (no spec from the file): fastnn imports scipy.linalg's
+    # module the ordinary way. Python's own finders do not use importlib.util's name.
+    out = run_fresh("""
+        import importlib.util, sys
+        importlib.util.spec_from_file_location = lambda *args, **kwargs: None
+        import fastnn
+        assert "scipy.linalg" in sys.modules
+        import scipy.linalg
+        assert scipy.linalg.cython_blas is sys.modules["scipy.linalg.cython_blas"]
+        """, GEMM_CHECK, """
+        print("ok")
+        """)
+    assert out.strip() == "ok"
+
+
+def _capsule(name):
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p,
+                                                   ctypes.c_void_p]
+    return new(0x1000, name, None)  # never called: only the name is read
+
+
+@pytest.mark.skipif(not COMPILED, reason="compiled kernels only")
+def test_blas_signature_is_checked():
+    from fastnn.kernels import blas
+
+    class Module:
+        pass
+
+    td = b"__pyx_t_5scipy_6linalg_11cython_blas_d"
+    good = (b"void (char *, char *, int *, int *, int *, %s *, %s *, int *, %s *, int *, "
+            b"%s *, %s *, int *)" % ((td,) * 5))
+    bad = good.replace(b"int *, int *, int *", b"long *, long *, long *", 1)  # ILP64
+    module = Module()
+    module.__pyx_capi__ = {"dgemm": _capsule(good), "sgemm": _capsule(bad)}
+    assert blas._function_address(module, "dgemm", "d") == 0x1000
+    with pytest.raises(ImportError, match=r"sgemm has the C signature .*long \*.*32-bit"):
+        blas._function_address(module, "sgemm", "s")
+    with pytest.raises(ImportError, match="signature"):  # a float routine where a double one is due
+        blas._function_address(module, "dgemm", "s")
