@@ -220,7 +220,7 @@ def _combine_rows(out, src, w, trans, init, fin, aux):
                 v = zero if fin == FIN_RELU and b <= zero else b
                 out[r, t] = zero if fin == FIN_RELU_MASK and not aux[r, t] > zero else v
         return
-    r = 0
+    r = unliteral(0)  # a literal 0 would compile _coefs a second time
     while r < n_rows:
         q = 4 if n_rows - r >= 4 else 1  # output rows in this block
         for k in range(0, n_src, 4):
