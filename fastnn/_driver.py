@@ -7,10 +7,14 @@ the user's arrays. The user's arrays therefore always hold the end of a
 completed, finite epoch, whatever interrupts training.
 """
 
+import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numba import config
 
 from . import kernels as K
 from ._errors import DivergenceError
@@ -19,6 +23,7 @@ from ._validate import check_network, check_predict, check_schedule
 CHUNK_SECONDS = 0.1           # target wall time of one compiled call
 MAX_ORDER_ELEMENTS = 1 << 22  # cap on the row orders drawn ahead for one chunk
 PREDICT_ROWS = 4096           # rows per batch in predict
+TEAM_THREADS = 2              # threads of a kernels.team run (1: all parts in the caller)
 
 
 ALIGN = 64  # bytes: a cache line, so no vector load of a row straddles two
@@ -136,6 +141,87 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+_team_lock = threading.Lock()  # one two-thread team at a time: never more threads than cores
+_team_pool = None
+
+
+def _after_fork_in_child():
+    # A forked child has no pool thread (a task submitted to the inherited pool would
+    # never run, and its partner would wait for it); a new pool starts on first use.
+    global _team_lock, _team_pool
+    _team_lock, _team_pool = threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _team_threads():
+    """Threads for a kernels.team run: TEAM_THREADS, capped by the usable CPUs and by the
+    environment variable FASTNN_THREADS (e.g. 1 when every core already runs a process)."""
+    if config.DISABLE_JIT:  # interpreted kernels hold the GIL: a partner could only wait
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = os.environ.get("FASTNN_THREADS", "").strip()
+    if limit:
+        if not limit.isdigit() or int(limit) < 1:
+            raise ValueError(f"the environment variable FASTNN_THREADS must be an integer "
+                             f">= 1, found {limit!r}")
+        cpus = min(cpus or 1, int(limit))
+    return max(1, min(TEAM_THREADS, cpus or 1))
+
+
+class _Team:
+    """The shared buffers of a ``kernels.team`` run, and its one or two threads.
+
+    Member 0 runs in the calling thread on the packed parameters, member 1 (when a
+    second CPU is free) in a pool thread on its own copy; both end a call with the
+    same parameters. The parts, hence the results, never depend on the thread count.
+    """
+
+    def __init__(self, packed):
+        n = packed.params.shape[0]
+        dtype = packed.params.dtype
+        size = K.team_grads_size(n)
+        self.grads = _aligned_empty(2 * K.team.PARTS * size, dtype).reshape(2, K.team.PARTS, size)
+        self.part_loss = _aligned_empty(2 * K.team.PARTS * K.team.LINE, np.float64).reshape(
+            2, K.team.PARTS, K.team.LINE)
+        self.sync = _aligned_empty(TEAM_THREADS * K.team.LINE, np.int64)
+        self.params = _aligned_empty(n, dtype)  # member 1's copy
+        self.threads = _team_threads()
+
+    def _member(self, team, losses, params, rest):
+        try:
+            return K.train_team(losses, params, *rest, team, self.grads, self.part_loss,
+                                self.sync)
+        except BaseException:
+            # let a waiting partner run on to the end of its call instead of waiting forever
+            self.sync[team[K.team.MEMBER] * K.team.LINE] = np.iinfo(np.int64).max
+            raise
+
+    def run(self, losses, params, *rest):
+        """train_team on one or two threads; returns its status"""
+        global _team_pool
+        parts = K.team.PARTS
+        self.sync[:] = 0
+        if self.threads < 2 or not _team_lock.acquire(blocking=False):
+            return self._member(np.array([0, parts, 1, 0], np.int64), losses, params, rest)
+        try:
+            if _team_pool is None:
+                _team_pool = ThreadPoolExecutor(1, thread_name_prefix="fastnn-team")
+            np.copyto(self.params, params)
+            partner = _team_pool.submit(self._member, np.array([1, parts, 2, 1], np.int64),
+                                        np.empty_like(losses), self.params, rest)
+            status = self._member(np.array([0, 1, 2, 0], np.int64), losses, params, rest)
+            other = partner.result()
+        finally:
+            _team_lock.release()
+        if K.team.TEAM_TIMEOUT in (status, other) or status != other:
+            raise RuntimeError(f"fastnn: the two threads of a training call disagree "
+                               f"(statuses {status} and {other})")
+        return status
+
+
 def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epochs,
           batch_size=None, shuffle=False, seed=None, check_finite=True,
           print_every=None, callback=None, callback_every=1, progress=False):
@@ -150,7 +236,12 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     n_rows = net.x.shape[0]
     batch = n_rows if batch_size is None else min(batch_size, n_rows)
     gram = K.gram_size(net.widths, batch, n_rows, in_order=not shuffle)
-    packed = _Packed(net, K.workspace_size(net.widths, batch) + gram)
+    parts = K.team_parts(net.widths, batch, n_rows, in_order=not shuffle)
+    if parts:  # full batch of small layers: split over two threads (kernels/team.py)
+        packed = _Packed(net, K.team_workspace(net.widths, parts))
+        team = _Team(packed)
+    else:
+        packed = _Packed(net, K.workspace_size(net.widths, batch) + gram)
     if check_finite and not np.isfinite(packed.params).all():
         raise ValueError("weights and biases must be finite before training "
                          "(or pass check_finite=False)")
@@ -173,6 +264,9 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
         c = cfg if check is None else np.array([cfg[K.LOSS], cfg[K.BATCH], check, cfg[K.GRAM]],
                                                 np.int64)
         order = no_order if orders is None else orders[start:start + count]
+        if parts:
+            return team.run(history[start_epoch + start:start_epoch + start + count],
+                            packed.params, work, packed.table, c, lr, xr, yr)
         return K.train_loop(history[start_epoch + start:start_epoch + start + count],
                             packed.params, work, packed.table, c, lr, xr, yr, order, *paths)
 

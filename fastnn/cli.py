@@ -160,9 +160,10 @@ def _demo(args):
 
 
 def _cache_misses(fastnn):
-    """Numba cache misses of the compiled training loop so far (None if unknown)."""
+    """Numba cache misses of the compiled training loops so far (None if unknown)."""
     try:
-        return sum(fastnn.kernels.train_loop.stats.cache_misses.values())
+        return sum(sum(loop.stats.cache_misses.values())
+                   for loop in (fastnn.kernels.train_loop, fastnn.kernels.train_team))
     except Exception:
         return None
 

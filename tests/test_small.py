@@ -114,6 +114,33 @@ def test_blas_sized_layers(dtype, batch_size):
                         reference.predict(x, w_r, b_r, activation="sigmoid")) <= rtol
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation, loss, bias", [("mixed", "mse", True),
+                                                    ("relu", "sse", False)])
+def test_team_full_batch(dtype, activation, loss, bias):
+    # A full batch of K.team.MIN_ROWS rows with small layers: kernels/team.py's two
+    # parts (in one thread here: interpreted kernels never start a second one).
+    widths = SHAPES[3]
+    n_rows = K.team.MIN_ROWS
+    assert K.team_parts(widths, n_rows, n_rows) == (n_rows // 2, n_rows // 2)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n_rows, widths[0]))
+    y = rng.standard_normal((n_rows, widths[-1]))
+    w0 = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype)
+          for a, b in zip(widths, widths[1:])]
+    b0 = [(0.1 * rng.standard_normal(n)).astype(dtype) for n in widths[1:]] if bias else None
+    act = ["tanh", "relu"] if activation == "mixed" else activation
+    kw = dict(activation=act, loss=loss, lr=0.5 if loss == "mse" else 1e-3, epochs=3)
+    rtol = RTOL[np.dtype(dtype)]
+    w_f, b_f = [a.copy() for a in w0], None if b0 is None else [a.copy() for a in b0]
+    w_r, b_r = [a.copy() for a in w0], None if b0 is None else [a.copy() for a in b0]
+    assert scaled_error(fastnn.train(x, y, w_f, b_f, **kw),
+                        reference.train(x, y, w_r, b_r, **kw)) <= rtol
+    for a, c, a0 in zip(w_f + (b_f or []), w_r + (b_r or []), w0 + (b0 or [])):
+        assert scaled_error(a, c) <= rtol
+        assert scaled_error(c, a0) > 10 * rtol  # every array moved: the comparison can fail
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow, on purpose
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_divergence_small(dtype):
