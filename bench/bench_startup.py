@@ -15,9 +15,9 @@ by ``bench/report.py``):
   first call of a workload's training (3 epochs on its float64 data):
   ``derived.compile_s`` = first - fastest warm call is the first-ever compile
   of the kernels that training needs, including writing the cache. One row
-  per code path of ``train_loop`` (only the path a network runs is compiled):
-  relu2 (every layer through gemm, and the Gram path), mlp3_gd (small-layer
-  loops) and mlp3_sgd (one-sample steps).
+  per code path (only the path a network runs is compiled): relu2 (``train_loop``,
+  every layer through gemm, and the Gram path), mlp3_gd (``train_team``, the
+  small-layer loops on two threads) and mlp3_sgd (``train_loop``, one-sample steps).
 
 Bytecode: fastnn's modules are byte-compiled first (the ``bytecode`` fixture), as
 ``pip install`` does for an installed package. Without that, a process run with
