@@ -179,7 +179,7 @@ class _Team:
     same parameters. The parts, hence the results, never depend on the thread count.
     """
 
-    def __init__(self, packed):
+    def __init__(self, packed, threads):
         n = packed.params.shape[0]
         dtype = packed.params.dtype
         size = K.team_grads_size(n)
@@ -188,7 +188,7 @@ class _Team:
             2, K.team.PARTS, K.team.LINE)
         self.sync = _aligned_empty(TEAM_THREADS * K.team.LINE, np.int64)
         self.params = _aligned_empty(n, dtype)  # member 1's copy
-        self.threads = _team_threads()
+        self.threads = threads
 
     def _member(self, team, losses, params, rest):
         try:
@@ -232,6 +232,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     """
     lr, epochs, batch_size = check_schedule(lr, epochs, batch_size, shuffle, seed)
     _check_hooks(print_every, callback, callback_every, progress)
+    threads = _team_threads()  # checks FASTNN_THREADS on every call, not only where used
     net = check_network(x, y, weights, biases, activation, loss)
     n_rows = net.x.shape[0]
     batch = n_rows if batch_size is None else min(batch_size, n_rows)
@@ -239,7 +240,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
     parts = K.team_parts(net.widths, batch, n_rows, in_order=not shuffle)
     if parts:  # full batch of small layers: split over two threads (kernels/team.py)
         packed = _Packed(net, K.team_workspace(net.widths, parts))
-        team = _Team(packed)
+        team = _Team(packed, threads)
     else:
         packed = _Packed(net, K.workspace_size(net.widths, batch) + gram)
     if check_finite and not np.isfinite(packed.params).all():

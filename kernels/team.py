@@ -37,10 +37,13 @@ MIN_ROWS = 512      # below this an epoch is too short to pay for the per-epoch 
 LINE = 8            # 64-byte cache line in float64 / int64 elements: one writer per line
 FIRST, LAST, MEMBERS, MEMBER = 0, 1, 2, 3  # team: this member runs parts FIRST..LAST-1
 TEAM_TIMEOUT = -2   # status when a partner never arrived (see _SPIN_LIMIT)
-_SPIN_LIMIT = 1 << 40  # yields before giving up on a partner: hours; a safety net only
+_SPINS = 4096       # tries before each further try yields the CPU: a partner normally
+                    # arrives within microseconds, and one that lost its CPU gets it back
+_SPIN_LIMIT = 1 << 32  # tries before giving up (an hour or more of yields): a safety net
 
 
 def _yield_address():
+    # sched_yield from the C library, or None; without it teams stay off (team_parts)
     try:
         return ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value
     except (OSError, AttributeError, TypeError):  # no sched_yield (Windows): no teams
@@ -205,7 +208,7 @@ def train_team(losses, params, work, net, cfg, lr, x, y, team, grads, part_loss,
             spins = 0
             while _load_acquire(sync, k * LINE) <= epoch:
                 spins += 1
-                if spins > 4096:
+                if spins > _SPINS:
                     _yield()
                     if spins > _SPIN_LIMIT:
                         return TEAM_TIMEOUT

@@ -207,13 +207,15 @@ def test_fastnn_threads_environment_variable(monkeypatch, members):
     monkeypatch.setenv("FASTNN_THREADS", "1")
     train(2, monkeypatch, x, y, w, b, **kw)
     assert members and {(m, n) for m, n, _ in members} == {(0, 1)}
+    small = net(10, [3, 2], 10, np.float64)  # no team here: the variable is checked anyway
     for bad in ("0", "two", "-1", "1.5"):
         monkeypatch.setenv("FASTNN_THREADS", bad)
-        w_user, b_user = copies(w), copies(b)
-        with pytest.raises(ValueError, match=r"FASTNN_THREADS must be an integer >= 1, "
-                                             r"found '" + bad.replace(".", r"\.") + "'"):
-            fastnn.train(x, y, w_user, b_user, **kw)
-        assert_same(w_user + b_user, w + b)
+        for xs, ys, ws, bs in ((x, y, w, b), small):
+            w_user, b_user = copies(ws), copies(bs)
+            with pytest.raises(ValueError, match=r"FASTNN_THREADS must be an integer >= 1, "
+                                                 r"found '" + bad.replace(".", r"\.") + "'"):
+                fastnn.train(xs, ys, w_user, b_user, **kw)
+            assert_same(w_user + b_user, ws + bs)
 
 
 FORK_CODE = """
