@@ -3,9 +3,10 @@
     import fastnn
     history = fastnn.train(x, y, [w1, w2], lr=1e-6, epochs=500)
 
-Data flow: ``_validate`` (arrays in) -> ``_driver`` (flat buffers, chunks of
-epochs) -> ``fastnn.kernels`` (the compiled loop) -> the user's arrays, updated
-in place. ``fastnn.reference`` is the plain NumPy oracle.
+Data flow: ``_validate`` (arrays in) -> ``_state`` (the plan and flat buffers)
+-> ``_driver`` (chunks of epochs, hooks, write-back) -> ``fastnn.kernels`` (the
+compiled loop) -> the user's arrays, updated in place. ``fastnn.reference`` is
+the plain NumPy oracle.
 """
 
 import sys as _sys
@@ -38,13 +39,15 @@ def _import_kernels():
 kernels = _import_kernels()
 
 from . import reference  # noqa: E402
-from ._driver import predict, train  # noqa: E402
+from ._driver import History, predict, train  # noqa: E402
 from ._errors import DivergenceError  # noqa: E402
 from ._gradcheck import gradcheck  # noqa: E402
+from .optim import SGD, Adam  # noqa: E402
 
 # ``import fastnn.train`` must work and must not replace the function: the import
 # system finds this entry and never looks for (or binds) a submodule of that name.
 _sys.modules[__name__ + ".train"] = train
 
-__version__ = "0.1.0"
-__all__ = ["train", "predict", "gradcheck", "DivergenceError", "reference", "kernels"]
+__version__ = "0.2.0"
+__all__ = ["train", "predict", "gradcheck", "SGD", "Adam", "History", "DivergenceError",
+           "reference", "kernels"]

@@ -9,13 +9,15 @@ class DivergenceError(ArithmeticError):
 
     * ``epoch``: the first epoch (0-based) whose loss or parameters were not finite;
     * ``last_loss``: the last finite epoch loss, or None if epoch 0 failed;
-    * ``history``: float64 array of the finite epoch losses, ``history[:epoch]``.
+    * ``history``: float64 array of the finite epoch losses, ``history[:epoch]``;
+    * ``val_history``: the validation losses of those epochs (None without validation).
     """
 
-    def __init__(self, epoch, last_loss, history, lr):
+    def __init__(self, epoch, last_loss, history, lr, val_history=None):
         self.epoch = epoch
         self.last_loss = last_loss
         self.history = history
+        self.val_history = val_history
         last = ("no epoch finished with finite values" if last_loss is None
                 else f"the last finite loss was {last_loss!r} at epoch {epoch - 1}")
         super().__init__(

@@ -50,13 +50,59 @@ def _param(arr, name, dtype, update):
                          f"pass a writeable array (for example {name.split('[')[0]}[i].copy())")
 
 
-def _data(arr, name, dtype):
+def _data(arr, name, ndims=(2,)):
     a = np.asarray(arr)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, found dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows, features), found shape {a.shape}")
+    if a.ndim not in ndims:
+        expected = "1-D or 2-D" if ndims == (1, 2) else "2-D (rows, features)"
+        raise ValueError(f"{name} must be {expected}, found shape {a.shape}")
     return a
+
+
+def _targets(y, name, loss, n_out):
+    """y as (N, n_out) rows for the loss: a 1-D y is one output's column, or the class
+    labels of softmax_ce (one-hot rows, so labels give bitwise the numbers of those rows)."""
+    ya = _data(y, name, (1, 2))
+    if ya.ndim == 2:
+        if ya.shape[1] != n_out:
+            raise ValueError(f"{name} must have {n_out} columns to match the network's "
+                             f"{n_out} outputs (weights[-1]), found shape {ya.shape}")
+        return ya
+    if loss != "softmax_ce":
+        if n_out != 1:
+            raise ValueError(f"a 1-D {name} needs a network with one output, found {n_out} "
+                             f"outputs; give {name} of shape ({ya.shape[0]}, {n_out})")
+        return ya.reshape(-1, 1)
+    labels = ya
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or (labels != np.round(labels)).any():
+            raise ValueError(f"{name} as class labels (1-D, softmax_ce) must be integers in "
+                             f"[0, {n_out}), found non-integer values")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+        bad = labels[(labels < 0) | (labels >= n_out)][0]
+        raise ValueError(f"{name} as class labels (1-D, softmax_ce) must be integers in "
+                         f"[0, {n_out}), found {bad.item()!r}")
+    onehot = np.zeros((labels.shape[0], n_out), np.float64)
+    onehot[np.arange(labels.shape[0]), labels.astype(np.int64)] = 1.0
+    return onehot
+
+
+def _check_target_values(ya, name, loss, dtype):
+    """softmax_ce rows must be probability rows; sigmoid_bce targets must lie in [0, 1]."""
+    if loss == "sigmoid_bce" and ya.size and (ya.min() < 0 or ya.max() > 1):
+        bad = ya[(ya < 0) | (ya > 1)][0]
+        raise ValueError(f"{name} for sigmoid_bce must lie in [0, 1], found {float(bad)!r}")
+    if loss == "softmax_ce" and ya.size:
+        if ya.min() < 0:
+            raise ValueError(f"{name} for softmax_ce must be probability rows (>= 0, each "
+                             f"summing to 1) or 1-D class labels, found {float(ya.min())!r}")
+        sums = ya.sum(axis=1, dtype=np.float64)
+        worst = int(np.argmax(np.abs(sums - 1)))
+        if abs(sums[worst] - 1) > 8 * ya.shape[1] * np.finfo(dtype).eps:
+            raise ValueError(f"{name} for softmax_ce must be probability rows (>= 0, each "
+                             f"summing to 1) or 1-D class labels, found row {worst} "
+                             f"summing to {float(sums[worst])!r}")
 
 
 def _activation_codes(activation, n_hidden):
@@ -101,6 +147,10 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
     ``y=None`` and ``update=False`` serve ``predict``, which reads the
     parameters only (read-only arrays are fine there).
     """
+    if not isinstance(loss, str):
+        raise TypeError(f"loss must be a name, found {type(loss).__name__}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {_names(LOSSES)}, found {loss!r}")
     if not isinstance(weights, (list, tuple)):
         raise TypeError(f"weights must be a list or tuple of 2-D numpy arrays, "
                         f"found {_array_kind(weights)}")
@@ -137,7 +187,7 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
                                  f"found shape {b.shape}")
         biases = list(biases)
 
-    xa = _data(x, "x", dtype)
+    xa = _data(x, "x")
     if xa.shape[0] == 0:
         raise ValueError(f"x must have at least one row, found shape {xa.shape}")
     if xa.shape[1] != widths[0]:
@@ -145,13 +195,10 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
                          f"{weights[0].shape}, found shape {xa.shape}")
     data = [("x", xa)]
     if y is not None:
-        ya = _data(y, "y", dtype)
+        ya = _targets(y, "y", loss, widths[-1])
         if ya.shape[0] != xa.shape[0]:
             raise ValueError(f"y must have one row per row of x ({xa.shape[0]}), "
                              f"found {ya.shape[0]} rows")
-        if ya.shape[1] != widths[-1]:
-            raise ValueError(f"y must have {widths[-1]} columns to match weights[-1] of shape "
-                             f"{weights[-1].shape}, found shape {ya.shape}")
         data.append(("y", ya))
 
     params = [(f"weights[{i}]", w) for i, w in enumerate(weights)]
@@ -164,31 +211,76 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
                     raise ValueError(f"{name} shares memory with {data_name}; "
                                      f"training would change the data")
 
-    if not isinstance(loss, str):
-        raise TypeError(f"loss must be a name, found {type(loss).__name__}")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {_names(LOSSES)}, found {loss!r}")
     codes = _activation_codes(activation, len(weights) - 1)
-
-    cast = []
-    for name, d in data:
-        d = np.ascontiguousarray(d, dtype=dtype)
-        # min and max see any NaN or Inf without an N-sized temporary
-        if not (np.isfinite(d.min()) and np.isfinite(d.max())):
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(d))[0])
-            raise ValueError(f"{name} must be finite, found {d[bad]} at index {bad}")
-        cast.append(d)
+    cast = [_finite_cast(d, name, dtype) for name, d in data]
+    if y is not None:
+        _check_target_values(cast[1], "y", loss, dtype)
     return Network(x=cast[0], y=cast[1] if y is not None else None, weights=list(weights),
                    biases=biases, dtype=dtype, widths=widths, activations=codes,
                    loss=LOSSES[loss])
 
 
-def check_schedule(lr, epochs, batch_size, shuffle, seed):
-    """Validate the optimisation settings; returns (lr, epochs, batch_size or None)."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a real number, found {type(lr).__name__}")
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be finite and > 0, found {lr!r}")
+def _finite_cast(d, name, dtype):
+    """d as a C-contiguous array of dtype, after checking every value is finite."""
+    d = np.ascontiguousarray(d, dtype=dtype)
+    # min and max see any NaN or Inf without an N-sized temporary
+    if d.size and not (np.isfinite(d.min()) and np.isfinite(d.max())):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(d))[0])
+        raise ValueError(f"{name} must be finite, found {d[bad]} at index {bad}")
+    return d
+
+
+def check_validation(validation, early_stopping, net, loss_name):
+    """(x_val, y_val) cast like the training data, or None; and the patience (0: none)."""
+    if early_stopping is not None:
+        if isinstance(early_stopping, bool) or not isinstance(early_stopping, numbers.Integral):
+            raise TypeError(f"early_stopping must be None or an int >= 1 (epochs without a "
+                            f"better validation loss), found {type(early_stopping).__name__}")
+        if early_stopping < 1:
+            raise ValueError(f"early_stopping must be None or an int >= 1, found {early_stopping}")
+        if validation is None:
+            raise ValueError("early_stopping needs validation=(x_val, y_val) to watch, "
+                             "found validation=None")
+    if validation is None:
+        return None, 0
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise TypeError(f"validation must be a pair (x_val, y_val), found "
+                        f"{_array_kind(validation) if not isinstance(validation, (tuple, list)) else f'a sequence of {len(validation)}'}")
+    xv = _data(validation[0], "validation[0] (x_val)")
+    if xv.shape[0] == 0 or xv.shape[1] != net.widths[0]:
+        raise ValueError(f"validation[0] (x_val) must have at least one row and {net.widths[0]} "
+                         f"columns, found shape {xv.shape}")
+    yv = _targets(validation[1], "validation[1] (y_val)", loss_name, net.widths[-1])
+    if yv.shape[0] != xv.shape[0]:
+        raise ValueError(f"validation[1] (y_val) must have one row per row of x_val "
+                         f"({xv.shape[0]}), found {yv.shape[0]} rows")
+    xv = _finite_cast(xv, "validation[0] (x_val)", net.dtype)
+    yv = _finite_cast(yv, "validation[1] (y_val)", net.dtype)
+    _check_target_values(yv, "validation[1] (y_val)", loss_name, net.dtype)
+    return (xv, yv), int(early_stopping or 0)
+
+
+def check_hooks(print_every, callback, callback_every, progress):
+    """Validate the progress and callback arguments of train."""
+    for name, value, optional in (("print_every", print_every, True),
+                                  ("callback_every", callback_every, False)):
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be {'None or ' if optional else ''}an int >= 1, "
+                            f"found {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be {'None or ' if optional else ''}an int >= 1, "
+                             f"found {value!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(epoch, loss), "
+                        f"found {type(callback).__name__}")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, found {type(progress).__name__}")
+
+
+def check_schedule(epochs, batch_size, shuffle, seed):
+    """Validate the schedule; returns (epochs, batch_size or None)."""
     epochs = _count(epochs, "epochs")
     if batch_size is not None:
         batch_size = _count(batch_size, "batch_size")
@@ -200,7 +292,7 @@ def check_schedule(lr, epochs, batch_size, shuffle, seed):
                         f"found {type(seed).__name__}")
     if isinstance(seed, numbers.Integral) and seed < 0:
         raise ValueError(f"seed must be >= 0, found {seed}")
-    return float(lr), epochs, batch_size
+    return epochs, batch_size
 
 
 def _count(value, name):
@@ -211,6 +303,12 @@ def _count(value, name):
     return int(value)
 
 
-def check_predict(x, weights, biases, activation):
-    """Validate predict's arguments: the network and x, parameters only read."""
-    return check_network(x, None, weights, biases, activation, "sse", update=False)
+OUTPUTS = {"identity": 0, "softmax": 1, "sigmoid": 2}
+
+
+def check_predict(x, weights, biases, activation, output="identity"):
+    """Validate predict's arguments: the network and x, parameters only read; returns the
+    network and the output code."""
+    if not isinstance(output, str) or output not in OUTPUTS:
+        raise ValueError(f"output must be one of {_names(OUTPUTS)}, found {output!r}")
+    return check_network(x, None, weights, biases, activation, "sse", update=False), OUTPUTS[output]

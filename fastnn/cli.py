@@ -163,7 +163,7 @@ def _cache_misses(fastnn):
     """Numba cache misses of the compiled training loops so far (None if unknown)."""
     try:
         return sum(sum(loop.stats.cache_misses.values())
-                   for loop in (fastnn.kernels.train_loop, fastnn.kernels.train_team))
+                   for loop in (fastnn.kernels.loop.run_epochs,))
     except Exception:
         return None
 

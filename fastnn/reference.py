@@ -2,15 +2,20 @@
 
 Written for reading, in the seeds' own style (rows are samples). Each function
 mirrors the kernel of the same name in ``fastnn.kernels`` (which stores
-activations transposed, (units, batch), for speed).
+activations transposed, (units, batch), for speed). ``train`` is the loop
+``fastnn.train`` replaces, with the same arguments and the same numbers (to
+rounding).
 """
 
 import numpy as np
 
 from ._errors import DivergenceError
-from ._validate import check_network, check_predict, check_schedule
+from ._validate import (check_network, check_predict, check_schedule, check_validation)
+from .kernels import optim as KO
+from .optim import resolve
 
 _NAMES = {0: "identity", 1: "relu", 2: "sigmoid", 3: "tanh"}
+_LOSS_NAMES = {0: "sse", 1: "mse", 2: "softmax_ce", 3: "sigmoid_bce"}
 
 
 def activation_forward(z, activation):
@@ -36,6 +41,12 @@ def activation_backward(d, a, activation):
     return d
 
 
+def softmax_forward(z):
+    """Row-wise softmax of z (m, n), after subtracting each row's max."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def dense_forward(a_in, w, b, activation):
     """(m, n_in) -> (m, n_out): act(a_in @ w + b)."""
     z = a_in @ w
@@ -57,21 +68,64 @@ def dense_backward(d_out, a_in, w, activation_in):
     return d_in, grad_w, grad_b
 
 
-def loss_forward_backward(y_pred, y, loss):
-    """(loss value as float64, dloss/dy_pred).
+def loss_forward_backward(z, y, loss):
+    """(loss value as float64, dloss/dz) for a batch of m rows.
 
-    sse: sum((y_pred - y)**2),  gradient 2 (y_pred - y)
-    mse: mean((y_pred - y)**2), gradient (y_pred - y) / m   (m = rows in the batch)
+    sse:         sum((z - y)**2),                       gradient 2 (z - y)
+    mse:         sum((z - y)**2) / (m * outputs),       gradient (z - y) / m
+    softmax_ce:  mean over rows of -sum(y * log p),     gradient (p - y) / m,  p = softmax(z)
+    sigmoid_bce: mean over rows of the sum over outputs of max(z, 0) - z y + log(1 + exp(-|z|)),
+                 gradient (sigmoid(z) - y) / m
     """
-    r = y_pred - y
+    m = z.shape[0]
+    if loss == "softmax_ce":
+        shifted = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        value = float(-(y * (shifted - log_norm)).sum() / m)
+        return value, (softmax_forward(z) - y) / m
+    if loss == "sigmoid_bce":
+        z64 = z.astype(np.float64)
+        value = float((np.maximum(z64, 0) - z64 * y + np.log1p(np.exp(-np.abs(z64)))).sum() / m)
+        with np.errstate(over="ignore"):
+            return value, (1 / (1 + np.exp(-z)) - y) / m
+    r = z - y
     value = float(np.square(r.astype(np.float64)).sum())
     if loss == "sse":
         return value, 2.0 * r
-    return value / r.size, r / r.shape[0]
+    return value / r.size, r / m
+
+
+def optimizer_update(p, g, buf, sq, rule, hyper, nesterov, t, decay):
+    """One update of the parameter array p (in place) from its gradient g, with its state
+    arrays buf and sq; hyper as ``fastnn.kernels.optim`` (LR .. EPS); t is the step, from 1."""
+    f = p.dtype.type
+    lr, mu, b1, b2, eps = (f(hyper[KO.LR]), f(hyper[KO.MOMENTUM]), f(hyper[KO.BETA1]),
+                           f(hyper[KO.BETA2]), f(hyper[KO.EPS]))
+    if decay != 0:
+        g = g + f(decay) * p
+    if rule == KO.SGD:
+        if mu == 0:
+            p -= lr * g
+            return
+        buf[...] = g if t == 1 else mu * buf + g
+        p -= lr * (g + mu * buf if nesterov else buf)
+    elif rule == KO.ADAM:
+        buf += (g - buf) * (f(1) - b1)
+        sq[...] = b2 * sq + (f(1) - b2) * g * g
+        c1, c2 = f(1.0 - hyper[KO.BETA1] ** t), f(1.0 - hyper[KO.BETA2] ** t)
+        p -= (lr / c1) * (buf / (np.sqrt(sq) / np.sqrt(c2) + eps))
+    elif rule == KO.SK_SGD:
+        buf[...] = mu * buf - lr * g
+        p += mu * buf - lr * g if nesterov else buf
+    else:
+        buf[...] = b1 * buf + (f(1) - b1) * g
+        sq[...] = b2 * sq + (f(1) - b2) * (g * g)
+        lr_t = f(hyper[KO.LR] * np.sqrt(1.0 - hyper[KO.BETA2] ** t) / (1.0 - hyper[KO.BETA1] ** t))
+        p += -lr_t * buf / (np.sqrt(sq) + eps)
 
 
 def network_forward(x, weights, biases, activations):
-    """Activations of every layer, input first: [x, a_1, ..., y_pred]."""
+    """Activations of every layer, input first: [x, a_1, ..., z_out]."""
     outs = [x]
     for w, b, act in zip(weights, biases, activations):
         outs.append(dense_forward(outs[-1], w, b, act))
@@ -79,7 +133,7 @@ def network_forward(x, weights, biases, activations):
 
 
 def network_backward(d_out, outs, weights, activations):
-    """Per-layer (grad_w, grad_b), from d_out = dloss/dy_pred back to the input."""
+    """Per-layer (grad_w, grad_b), from d_out = dloss/dz_out back to the input."""
     grads = [None] * len(weights)
     d = d_out
     for i in range(len(weights) - 1, -1, -1):
@@ -103,30 +157,82 @@ def loss_and_grad(x, y, weights, biases=None, *, activation="relu", loss="sse"):
     return value, network_backward(d, outs, net.weights, acts)
 
 
-def predict(x, weights, biases=None, *, activation="relu"):
+def predict(x, weights, biases=None, *, activation="relu", output="identity"):
     """The network's output for x, shape (N, D_out)."""
-    net = check_predict(x, weights, biases, activation)
+    net, _ = check_predict(x, weights, biases, activation, output)
     acts = [_NAMES[c] for c in net.activations]
-    return network_forward(net.x, net.weights, net.biases, acts)[-1]
+    z = network_forward(net.x, net.weights, net.biases, acts)[-1]
+    if output == "softmax":
+        return softmax_forward(z)
+    return activation_forward(z, "sigmoid") if output == "sigmoid" else z
 
 
-def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epochs,
-          batch_size=None, shuffle=False, seed=None, check_finite=True):
-    """The NumPy loop fastnn.train replaces: same signature, same numbers."""
-    lr, epochs, batch_size = check_schedule(lr, epochs, batch_size, shuffle, seed)
+def validation_loss(xv, yv, weights, biases, activations, loss):
+    """The loss of all validation rows as one batch."""
+    return loss_forward_backward(network_forward(xv, weights, biases, activations)[-1], yv, loss)[0]
+
+
+class _Optimizer:
+    """The optimizer's rule and its state as per-array views of fastnn's flat buffers."""
+
+    def __init__(self, optimizer, params, n_weights):
+        self.opt = optimizer
+        self.params = params
+        n = sum(p.size for p in params)
+        self.flat, self.t = optimizer.bind(params, n, params[0].dtype)
+        self.hyper = optimizer.hyper()
+        self.views, off = [], 0
+        for i, p in enumerate(params):
+            if self.flat.shape[1]:
+                bufs = (self.flat[0, off:off + p.size].reshape(p.shape),
+                        self.flat[1, off:off + p.size].reshape(p.shape))
+            else:
+                bufs = (None, None)
+            decay = self.hyper[KO.DECAY] if i < n_weights else self.hyper[KO.BIAS_DECAY]
+            self.views.append((bufs, decay))
+            off += p.size
+
+    def step(self, grads, m):
+        self.t += 1
+        scale = 1.0 / m if self.opt.decay_per_row else 1.0
+        for p, g, ((buf, sq), decay) in zip(self.params, grads, self.views):
+            optimizer_update(p, g.reshape(p.shape), buf, sq, self.opt.rule, self.hyper,
+                             self.opt.nesterov, self.t, decay * scale)
+
+    def snapshot(self):
+        return [p.copy() for p in self.params], self.flat.copy(), self.t
+
+    def restore(self, snap):
+        for p, s in zip(self.params, snap[0]):
+            p[...] = s
+        self.flat[...] = snap[1]
+        self.t = snap[2]
+
+    def keep(self):
+        self.opt.keep(self.params, self.flat, self.t)
+
+
+def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None, optimizer=None,
+          epochs, batch_size=None, shuffle=False, seed=None, validation=None, early_stopping=None,
+          check_finite=True):
+    """The NumPy loop fastnn.train replaces: same arguments, same numbers (to rounding)."""
+    optimizer = resolve(lr, optimizer)
+    epochs, batch_size = check_schedule(epochs, batch_size, shuffle, seed)
     net = check_network(x, y, weights, biases, activation, loss)
+    val, patience = check_validation(validation, early_stopping, net, loss)
     params = [p for p in net.weights + net.biases if p is not None]
     if check_finite and not all(np.isfinite(p).all() for p in params):
         raise ValueError("weights and biases must be finite before training "
                          "(or pass check_finite=False)")
+    opt = _Optimizer(optimizer, params, len(net.weights))
     acts = [_NAMES[c] for c in net.activations]
-    lr = net.dtype.type(lr)  # float32 networks compute in float32
     n = net.x.shape[0]
     batch = n if batch_size is None else min(batch_size, n)
     rng = np.random.default_rng(seed) if shuffle else None
-    history = np.zeros(epochs)
+    history, val_history = [], []
+    best = (np.inf, -1, None)  # validation loss, epoch, snapshot
     for epoch in range(epochs):
-        saved = [p.copy() for p in params] if check_finite else None
+        saved = opt.snapshot() if check_finite else None
         order = rng.permutation(n) if rng is not None else None
         step_losses = []
         for start in range(0, n, batch):
@@ -135,15 +241,27 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr, epoc
             value, d = loss_forward_backward(outs[-1], net.y[rows], loss)
             step_losses.append(value)
             grads = network_backward(d, outs, net.weights, acts)
-            for w, b, (grad_w, grad_b) in zip(net.weights, net.biases, grads):
-                w -= lr * grad_w
-                if b is not None:
-                    b -= lr * grad_b.reshape(b.shape)
-        history[epoch] = sum(step_losses) / len(step_losses)
-        if check_finite and not (np.isfinite(history[epoch])
+            flat = [g for g, _ in grads] + [gb for (_, gb), b in zip(grads, net.biases)
+                                            if b is not None]
+            opt.step(flat, outs[0].shape[0])
+        history.append(sum(step_losses) / len(step_losses))
+        if check_finite and not (np.isfinite(history[-1])
                                  and all(np.isfinite(p).all() for p in params)):
-            for p, s in zip(params, saved):
-                p[...] = s
-            last = float(history[epoch - 1]) if epoch else None
-            raise DivergenceError(epoch, last, history[:epoch], float(lr))
-    return history
+            opt.restore(saved)
+            opt.keep()
+            raise DivergenceError(epoch, history[-2] if epoch else None, np.array(history[:-1]),
+                                  optimizer.lr, np.array(val_history) if val else None)
+        if val is not None:
+            val_history.append(validation_loss(*val, net.weights, net.biases, acts, loss))
+            if val_history[-1] < best[0]:
+                best = (val_history[-1], epoch, opt.snapshot() if patience else None)
+            elif patience and epoch - best[1] >= patience:
+                break
+    if patience and best[2] is not None:
+        opt.restore(best[2])
+    opt.keep()
+    if val is None:
+        return np.array(history)
+    from ._driver import History
+    return History(np.array(history), np.array(val_history), best[1],
+                   bool(patience) and len(history) < epochs)

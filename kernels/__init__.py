@@ -1,62 +1,49 @@
 """fastnn.kernels: the compiled building blocks behind ``fastnn.train``.
 
 Import as ``fastnn.kernels`` (this folder installs under the fastnn package).
-Every function is a Numba ``@njit`` dispatcher, callable from Python or from
-your own ``@njit`` code, except the plain-Python size and path helpers
-(``train_paths``, ``gemm_only``, ``workspace_size``, ``gram_size``, ``gram_state``,
-``team_parts``, ``team_workspace``, ``team_grads_size``). Arrays are feature-major:
-an activation has shape (units, batch). Outputs come first in every signature.
+Every function here is a Numba ``@njit`` dispatcher, callable from Python or
+from your own ``@njit`` code, except the plain-Python layout helpers. Arrays
+are feature-major: an activation has shape (units, batch). Outputs come first.
 
-Layer kernels (``layers.py``)::
+One operation, one implementation::
 
-    dense_forward(a_out, a_in, w, b, act)
-    dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep)
-    activation_forward(a, act) / activation_backward(d, a, act)
-    loss_forward_backward(d, pred, y, loss) -> float
+    activations.py  activation_forward(a, act), activation_backward(d, a, act),
+                    softmax_forward(p, tmp, z)
+    losses.py       loss_forward_backward(d, tmp, z, y, loss) -> float
+    dense.py        dense_forward(a_out, a_in, w, b, act, blas)
+                    dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep, blas)
+    optim.py        optimizer_update(params, grads, state, rule, hyper, nesterov, t, n_weights,
+                                     decay_scale)
+    blas.py         gemm(c, a, b, trans_a, trans_b, alpha, beta)
 
-Whole loops (``loop.py``)::
+The training loop and its paths (one compiled call runs a chunk of epochs)::
 
-    train_loop(losses, params, work, net, cfg, lr, x, y, order,
-               sample=True, batched=True, small=True, gram=True) -> int
-    train_paths(widths, batch, n_rows, in_order=True) -> flags for train_loop
-    predict_loop(out, params, work, net, x, small=True)
-    gemm_only(widths, batch, n_rows) -> bool: small=None suffices
-    loss_and_grad(grads, params, work, net, cfg, x, y) -> float
-    workspace_size(widths, batch) / gram_size(widths, batch, n_rows, in_order) -> int
-    gram_state(work, widths, batch) -> view: the Gram path's carried state
+    network.py      the layer table and workspace; network_forward/backward, batch_step;
+                    predict_rows(...), loss_and_grad(...)
+    loop.py         run_epochs and its entry points: train_epochs (any batch size, loss
+                    and optimizer), train_samples (batch_size=1, plain SGD: sample.py)
+                    and train_gram (full-batch plain SGD on wide data: gram.py)
 
-Full batch split over two threads (``team.py``; ``fastnn.train`` runs the threads)::
-
-    train_team(losses, params, work, net, cfg, lr, x, y, team, grads, part_loss, sync) -> int
-    team_parts(widths, batch, n_rows, in_order=True) -> rows per part, or ()
-    team_workspace(widths, rows) / team_grads_size(n_params) -> int
+``fastnn/_driver.py`` shows how they are called.
 """
 
-from . import team
+from . import gram, loop, network, sample
+from .activations import (IDENTITY, RELU, SIGMOID, TANH, activation_backward, activation_forward,
+                          softmax_forward)
 from .blas import gemm
-from .layers import (IDENTITY, MSE, RELU, SIGMOID, SSE, TANH, activation_backward,
-                     activation_forward, dense_backward, dense_forward,
-                     loss_forward_backward)
-from .loop import (ACT, B_OFF, BATCH, CHECK, CHECK_EACH_EPOCH, CHECK_LOSS, CHECK_NONE, GRAM,
-                   GRAM_CONTINUE, GRAM_OFF, GRAM_START, LOSS, N_IN, N_OUT, PARAMS_NOT_FINITE,
-                   W_OFF, all_finite, gemm_only, gram_size, gram_state, load_batch, loss_and_grad,
-                   network_backward, network_forward, predict_loop, train_loop, train_paths,
-                   workspace_size)
-from .team import team_grads_size, team_parts, team_workspace, train_team
+from .dense import blas_pays, dense_backward, dense_forward
+from .losses import MSE, SIGMOID_BCE, SOFTMAX_CE, SSE, loss_forward_backward
+from .optim import ADAM, SGD, SK_ADAM, SK_SGD, optimizer_update
 
 #: activation name -> integer code passed to the kernels
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
 #: loss name -> integer code passed to the kernels
-LOSSES = {"sse": SSE, "mse": MSE}
+LOSSES = {"sse": SSE, "mse": MSE, "softmax_ce": SOFTMAX_CE, "sigmoid_bce": SIGMOID_BCE}
 
 __all__ = [
-    "ACTIVATIONS", "LOSSES", "IDENTITY", "RELU", "SIGMOID", "TANH", "SSE", "MSE",
-    "activation_forward", "activation_backward", "dense_forward", "dense_backward",
-    "loss_forward_backward", "gemm", "load_batch", "network_forward", "network_backward",
-    "train_loop", "train_paths", "gemm_only", "predict_loop", "loss_and_grad", "all_finite",
-    "workspace_size", "gram_size", "gram_state",
-    "train_team", "team_parts", "team_workspace", "team_grads_size", "team",
-    "N_IN", "N_OUT", "ACT", "W_OFF", "B_OFF", "LOSS", "BATCH", "CHECK",
-    "CHECK_NONE", "CHECK_LOSS", "CHECK_EACH_EPOCH", "PARAMS_NOT_FINITE",
-    "GRAM", "GRAM_OFF", "GRAM_START", "GRAM_CONTINUE",
+    "ACTIVATIONS", "LOSSES", "IDENTITY", "RELU", "SIGMOID", "TANH",
+    "SSE", "MSE", "SOFTMAX_CE", "SIGMOID_BCE", "SGD", "ADAM", "SK_SGD", "SK_ADAM",
+    "activation_forward", "activation_backward", "softmax_forward", "loss_forward_backward",
+    "dense_forward", "dense_backward", "blas_pays", "optimizer_update", "gemm",
+    "network", "loop", "sample", "gram",
 ]

@@ -32,7 +32,7 @@ else:
 
     import numpy as np
     from llvmlite import binding
-    from numba.core import cgutils
+    from llvmlite import ir as llvm_ir
     from numba.extending import intrinsic
 
     _MODULE = "scipy.linalg.cython_blas"
@@ -112,8 +112,10 @@ else:
     def _address_of(typingctx, value):
         """A pointer to a stack copy of ``value`` (Fortran BLAS takes every argument by pointer)."""
         def codegen(context, builder, sig, args):
-            slot = cgutils.alloca_once_value(builder, args[0])  # entry block: no stack growth in loops
-            return builder.bitcast(slot, cgutils.voidptr_t)
+            with builder.goto_entry_block():  # one slot per call site: no stack growth in loops
+                slot = builder.alloca(args[0].type)
+            builder.store(args[0], slot)
+            return builder.bitcast(slot, llvm_ir.IntType(8).as_pointer())
         return types.voidptr(value), codegen
 
     @jit

@@ -25,89 +25,9 @@ import pytest
 
 import fastnn
 from fastnn import reference
-
-F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
-RTOL = {F64: 1e-9, F32: 1e-4}
-DTYPES = [pytest.param(F64, id="f64"), pytest.param(F32, id="f32")]
-
-
-# --------------------------------------------------------------------------- helpers
-
-def copies(arrays):
-    return None if arrays is None else [a.copy() for a in arrays]
-
-
-def assert_params_close(actual, expected, rtol, what="parameter"):
-    assert len(actual) == len(expected)
-    for i, (a, e) in enumerate(zip(actual, expected)):
-        assert a.shape == e.shape and a.dtype == e.dtype, (what, i, a.shape, e.shape, a.dtype, e.dtype)
-        err = float(np.max(np.abs(a.astype(np.float64) - e.astype(np.float64))))
-        scale = float(np.max(np.abs(e)))
-        assert np.isfinite(err) and err <= rtol * scale, (
-            f"{what} {i}: max |diff| {err:.3e} > rtol {rtol:g} * max |expected| {scale:.3e}")
-
-
-def assert_history_close(actual, expected, rtol, atol=0.0):
-    assert actual.dtype == np.float64 and actual.shape == expected.shape
-    assert np.all(np.isfinite(actual))
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
-
-
-def assert_moved(initial, final, rtol):
-    """The run changed the parameters far more than the tolerance: the test can fail."""
-    moved = max(float(np.max(np.abs(f.astype(np.float64) - i))) / float(np.max(np.abs(i)))
-                for i, f in zip(initial, final) if np.max(np.abs(i)) > 0)
-    assert moved > 100 * rtol, f"parameters moved only {moved:.2e}; the comparison is vacuous"
-
-
-def run(fn, x, y, weights, biases=None, **kw):
-    """Train copies with fn; returns (history, [weights..., biases...])."""
-    w, b = copies(weights), copies(biases)
-    history = fn(x, y, w, b, **kw)
-    assert isinstance(history, np.ndarray) and history.dtype == np.float64
-    return history, w + (b or [])
-
-
-def compare(x, y, weights, biases=None, *, rtol, atol=0.0, **kw):
-    h_ref, p_ref = run(reference.train, x, y, weights, biases, **kw)
-    h_fast, p_fast = run(fastnn.train, x, y, weights, biases, **kw)
-    assert len(h_ref) == len(h_fast) == kw["epochs"]
-    assert_history_close(h_fast, h_ref, rtol, atol)
-    assert_params_close(p_fast, p_ref, rtol)
-    assert_moved(list(weights) + list(biases or []), p_ref, rtol)
-    return h_fast, h_ref
-
-
-# --------------------------------------------------------------------------- seed configurations
-
-def relu2_data(dtype, seed=0):
-    """Seeds 000/001/003: N, D_in, H, D_out = 64, 1000, 100, 10; randn data and weights."""
-    rng = np.random.default_rng(seed)
-    x, y = rng.standard_normal((64, 1000)), rng.standard_normal((64, 10))
-    w = [rng.standard_normal((1000, 100)), rng.standard_normal((100, 10))]
-    return x.astype(dtype), y.astype(dtype), [a.astype(dtype) for a in w]
-
-
-def sigmoid2_data(dtype, seed=2):
-    """Seed 002: N, D_in, H, D_out = 64, 1000, 1000, 10."""
-    rng = np.random.default_rng(seed)
-    x, y = rng.standard_normal((64, 1000)), rng.standard_normal((64, 10))
-    w = [rng.standard_normal((1000, 1000)), rng.standard_normal((1000, 10))]
-    return x.astype(dtype), y.astype(dtype), [a.astype(dtype) for a in w]
-
-
-def mlp3_data(dtype, rows, seed=4, zero_biases=False):
-    """Seed 004: X (rows, 5), y = log(X @ beta + 20), a 5-4-4-1 net with (1, n) biases."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((rows, 5))
-    y = np.log(x @ rng.standard_normal((5, 1)) + 20)
-    w = [rng.standard_normal((5, 4)), rng.standard_normal((4, 4)), rng.standard_normal((4, 1))]
-    if zero_biases:  # the SGD half of the seed starts from zero biases
-        b = [np.zeros((1, 4)), np.zeros((1, 4)), np.zeros((1, 1))]
-    else:
-        b = [rng.standard_normal((1, 4)), rng.standard_normal((1, 4)), rng.standard_normal((1, 1))]
-    cast = lambda arrays: [a.astype(dtype) for a in arrays]  # noqa: E731
-    return x.astype(dtype), y.astype(dtype), cast(w), cast(b)
+from helpers import (ARCHS, DTYPES, F32, F64, LR, MODES, RTOL, activation_for, assert_moved,
+                     assert_params_close, compare, copies, grid_net, mlp3_data, relu2_data, run,
+                     sigmoid2_data, noncontiguous_net, N_ROWS)
 
 
 @pytest.mark.parametrize("dtype, epochs", [pytest.param(F64, 500, id="f64-500"),
@@ -166,51 +86,6 @@ def test_seed_mlp3_sgd(dtype, lr, epochs):
     # most 6.4e-6 / 7.6e-7 over three data seeds.
     x, y, w, b = mlp3_data(dtype, 90, zero_biases=True)
     compare(x, y, w, b, loss="mse", lr=lr, epochs=epochs, batch_size=1, rtol=RTOL[dtype])
-
-
-# --------------------------------------------------------------------------- the grid
-
-HIDDEN = [5, 3, 6]
-N_ROWS = 13
-# 13 rows: batch_size=5 gives batches 5, 5, 3 (a short last batch); shuffle with
-# batch_size=4 gives 4, 4, 4, 1 in a new seeded order every epoch.
-MODES = {
-    "full": {},
-    "k5": {"batch_size": 5},
-    "k1": {"batch_size": 1},
-    "shuffle-k4": {"batch_size": 4, "shuffle": True, "seed": 7},
-}
-LR = {"sse": 0.005, "mse": 0.05}
-PER_LAYER = ["relu", "tanh", "sigmoid"]
-
-
-def grid_net(depth, dtype, seed=None, rows=N_ROWS):
-    """A depth-layer net 4 -> HIDDEN[:depth-1] -> 2 with 1/sqrt(fan_in) weights.
-
-    Even depths get biases, alternating shapes (n,) and (1, n); odd depths none, so
-    every activation, loss, batch mode and dtype runs with and without biases.
-    """
-    rng = np.random.default_rng(depth if seed is None else seed)
-    widths = [4] + HIDDEN[:depth - 1] + [2]
-    x, y = rng.standard_normal((rows, 4)), rng.standard_normal((rows, 2))
-    w = [rng.standard_normal((a, b)) / np.sqrt(a) for a, b in zip(widths, widths[1:])]
-    b = None
-    if depth % 2 == 0:
-        b = [0.1 * rng.standard_normal((1, n) if i % 2 else (n,)) for i, n in enumerate(widths[1:])]
-    cast = lambda arrays: None if arrays is None else [a.astype(dtype) for a in arrays]  # noqa: E731
-    return x.astype(dtype), y.astype(dtype), cast(w), cast(b)
-
-
-def activation_for(name, depth):
-    if name == "per-layer":
-        return [PER_LAYER[i % 3] for i in range(depth - 1)]  # [] for depth 1
-    return name
-
-
-# depth 1 has no hidden layer: only one plain name and the (empty) per-layer list
-ARCHS = [(d, a) for d in (1, 2, 3, 4)
-         for a in ("relu", "sigmoid", "tanh", "identity", "per-layer")
-         if d > 1 or a in ("relu", "per-layer")]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -306,29 +181,6 @@ def test_shuffle_draws_a_new_order_every_epoch():
 
 
 # --------------------------------------------------------------------------- array handling
-
-def noncontiguous_net(dtype):
-    """Weights as views: a slice of a bigger array, Fortran order, a strided slice;
-    biases as a strided row slice (n,), a (1, n) slice and a Fortran (1, n).
-
-    Returns x, y, weights, biases and [(parent, index)] with weights/biases views
-    parent[index]."""
-    rng = np.random.default_rng(21)
-    parent_w = rng.standard_normal((12, 15)).astype(dtype)
-    parent_w3 = rng.standard_normal((9, 8)).astype(dtype)
-    parent_b = rng.standard_normal((3, 20)).astype(dtype)
-    regions = [(parent_w, np.s_[2:6, 3:8]),     # w1 (4, 5): C slice
-               (parent_w3, np.s_[::3, 1::4]),   # w3 (3, 2): strided both ways
-               (parent_b, np.s_[1, ::4]),       # b1 (5,): strided
-               (parent_b, np.s_[2:3, 0:3])]     # b2 (1, 3): slice of a row
-    w1, w3, b1, b2 = (parent[index] for parent, index in regions)
-    w2 = np.asfortranarray((rng.standard_normal((5, 3)) / 2).astype(dtype))  # (5, 3) Fortran
-    b3 = np.asfortranarray(rng.standard_normal((1, 2)).astype(dtype))
-    assert not (w1.flags.c_contiguous or w3.flags.c_contiguous or b1.flags.c_contiguous)
-    assert w2.flags.f_contiguous and not w2.flags.c_contiguous
-    x, y = rng.standard_normal((11, 4)).astype(dtype), rng.standard_normal((11, 2)).astype(dtype)
-    return x, y, [w1, w2, w3], [b1, b2, b3], regions
-
 
 @pytest.mark.parametrize("fn", [fastnn.train, reference.train], ids=["fastnn", "reference"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -438,7 +290,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import numpy as np
 import fastnn
-import test_equivalence as T
+import helpers as T
 
 for dtype in (T.F64, T.F32):
     for depth, activation in T.ARCHS:
@@ -461,21 +313,19 @@ for dtype in (T.F64, T.F32):
         fastnn.train(xv, y, T.copies(w), T.copies(b), lr=0.001, epochs=2)
         fastnn.predict(xv, w, b)
     fastnn.train(*T.noncontiguous_net(dtype)[:4], lr=0.001, epochs=2)
-# one line per loop: its signatures as (dtype of params, the code paths compiled in)
-for dispatcher, flags in ((fastnn.kernels.train_loop, ("sample", "batched", "small", "gram")),
-                          (fastnn.kernels.predict_loop, ("small",))):
-    print(dispatcher.__name__, sorted(
-        (str(sig[1].dtype), "+".join(n for n, t in zip(flags, sig[-len(flags):])
-                                     if str(t) != "none"))
-        for sig in dispatcher.signatures))
+# one line per entry point: its signatures as (dtype of the parameters, path)
+loop = fastnn.kernels.loop.run_epochs
+print("run_epochs", sorted((str(sig[3].dtype), "sample" if str(sig[0]) != "none" else
+                            "gram" if str(sig[1]) != "none" else "generic")
+                           for sig in loop.signatures))
+print("predict_rows", sorted(str(sig[1].dtype) for sig in fastnn.kernels.network.predict_rows.signatures))
 """
 
 
 def test_one_compiled_signature_per_dtype():
     """Every depth, activation, loss and argument layout shares one compiled
-    train_loop (and predict_loop) per dtype (issue 2: compile once per dtype) and
-    code path: these small nets compile the one-sample path (batch_size=1) and
-    the small-layer batch path, never all paths at once and never twice.
+    run_epochs (and predict_rows) per dtype and code path: these small nets compile
+    the one-row path (batch_size=1) and the generic path, never twice.
     Run in a fresh interpreter so other tests cannot add signatures."""
     import os
     import subprocess
@@ -487,7 +337,6 @@ def test_one_compiled_signature_per_dtype():
     import ast
     lines = dict(line.split(" ", 1) for line in result.stdout.strip().split("\n")[-2:])
     dtypes = ("float32", "float64")
-    assert ast.literal_eval(lines["train_loop"]) == [
-        (dt, p) for dt in dtypes for p in ("batched+small", "sample")], result.stdout
-    assert ast.literal_eval(lines["predict_loop"]) == [
-        (dt, "small") for dt in dtypes], result.stdout
+    assert ast.literal_eval(lines["run_epochs"]) == [
+        (dt, p) for dt in dtypes for p in ("generic", "sample")], result.stdout
+    assert ast.literal_eval(lines["predict_rows"]) == list(dtypes), result.stdout

@@ -1,5 +1,5 @@
 """Gradients: the reference against finite differences, fastnn against the
-reference, fastnn.gradcheck, and one step worked by hand (seed 004, In [12]-[14]).
+reference, and one step worked by hand (seed 004, In [12]-[14]).
 
 Objective whose gradient a training step follows (issue 2):
   "sse": sum((y_pred - y)**2)
@@ -130,31 +130,6 @@ def test_compiled_gradient_matches_reference(depth, activation, loss, bias):
     assert_grads_close(compiled, expected, 1e-9, "fastnn vs reference")
 
 
-@pytest.mark.parametrize("depth, activation, loss, bias", CASES, ids=IDS)
-def test_gradcheck_small_for_correct_networks(depth, activation, loss, bias):
-    # gradcheck reports the worst elementwise relative error (denominator floored at
-    # 1e-8). Measured over these cases: <= 9.2e-8; threshold 1e-6 (at a kink it is
-    # 1.0, see test_gradcheck_fails_at_a_kink).
-    x, y, w, b = net(depth, bias)
-    smooth_point(x, w, b, activation)
-    before = [a.copy() for a in w + (b or [])]
-    err = fastnn.gradcheck(x, y, w, b, activation=activation, loss=loss)
-    assert 0 <= err < 1e-6
-    for a, c in zip(w + (b or []), before):
-        np.testing.assert_array_equal(a, c)  # works on copies
-
-
-def test_gradcheck_float32_network_and_samples():
-    x, y, w, b = net(3, True)
-    w32, b32 = [a.astype(np.float32) for a in w], [a.astype(np.float32) for a in b]
-    # float32 parameters are checked in float64 copies; the float32 rounding of the
-    # parameters changes the point, not the agreement
-    assert fastnn.gradcheck(x.astype(np.float32), y, w32, b32, activation="tanh", loss="mse") < 1e-6
-    full = fastnn.gradcheck(x, y, w, b, activation="sigmoid")
-    part = fastnn.gradcheck(x, y, w, b, activation="sigmoid", samples=5, seed=1)
-    assert 0 <= part <= full < 1e-6
-
-
 def kinked_net():
     """A ReLU net sitting exactly on a kink: unit 0 of the hidden layer has
     pre-activation exactly 0 on row 0 (x row of zeros, bias 0) and is negative on
@@ -167,12 +142,11 @@ def kinked_net():
     return x, y, w, b
 
 
-def test_gradcheck_fails_at_a_kink():
-    """gradcheck can fail: at a point where the analytic gradient is not the derivative
-    of the loss (a ReLU kink), it reports an O(1) relative error; and the independent
-    finite differences above see the same disagreement with the reference."""
+def test_finite_differences_disagree_at_a_kink():
+    """At a ReLU kink the analytic gradient (derivative 0 at z == 0, as the seeds) is not
+    the derivative of the loss: the independent finite differences see half a slope.
+    (fastnn.gradcheck skips such parameters: tests/test_gradcheck.py.)"""
     x, y, w, b = kinked_net()
-    assert fastnn.gradcheck(x, y, w, b, activation="relu") > 0.1
     _, grads = reference.loss_and_grad(x, y, w, b, activation="relu")
     fd = finite_differences(x, y, w, b, "relu", "sse")
     assert grads[0][1][0] == 0.0
@@ -181,9 +155,6 @@ def test_gradcheck_fails_at_a_kink():
     assert fd[0][1][0] == pytest.approx(-0.5, abs=1e-5)  # (2 r0 + 2h, h = 1e-6)
     with pytest.raises(AssertionError):
         assert_grads_close(grads, fd, 1e-6, "at a kink")
-    # moving off the kink restores agreement
-    b[0][0] = -1e-3
-    assert fastnn.gradcheck(x, y, w, b, activation="relu") < 1e-6
 
 
 # --------------------------------------------------------------------------- golden test

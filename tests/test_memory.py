@@ -19,7 +19,8 @@ Three instruments:
 Workspace bound used below: the kernels keep, for a batch of m rows, the input
 transposed (n_0 x m), the activation and the gradient of every layer
 (2 x n_i x m), and the targets transposed (n_L x m); that is
-m * (n_0 + 2 * sum(n_1..n_L) + n_L) elements, O(batch x widest layer x depth).
+m * (n_0 + 2 * sum(n_1..n_L) + n_L + 2) elements (the 2: rows of loss scratch),
+O(batch x widest layer x depth).
 For a full batch the transposed input is as big as x itself: it is workspace,
 allowed by the issue's O(batch x widest layer) term, but a *further* copy of x
 (+153 MiB here) would fail the bound.
@@ -45,7 +46,7 @@ SLACK = 1 << 20  # 1 MiB: Python objects, the history, small index arrays
 
 def workspace_bound(batch, itemsize, widths=WIDTHS):
     n = widths
-    return batch * itemsize * (n[0] + 2 * sum(n[1:]) + n[-1])
+    return batch * itemsize * (n[0] + 2 * sum(n[1:]) + n[-1] + 2)
 
 
 def make(n_rows, dtype=np.float64, seed=0):

@@ -135,3 +135,50 @@ def test_divergence_in_one_thread_leaves_the_others_alone(sequential):
         assert_bitwise(out[i][0], sequential[i][0])
         for a, c in zip(out[i][1], sequential[i][1]):
             assert_bitwise(a, c)
+
+
+def test_blas_runs_on_one_thread_and_the_user_setting_is_kept(monkeypatch):
+    # fastnn's products run on one BLAS thread (OpenBLAS threads spin: beside a busy
+    # process a second one made runs many times slower, docs/design.md), and only around
+    # its compiled calls: the user's setting holds before, after and in callbacks.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastnn import _driver
+
+    controller = threadpoolctl.ThreadpoolController()
+    blas = controller.select(user_api="blas")
+    if not blas.lib_controllers:
+        pytest.skip("no BLAS library that threadpoolctl can control")
+    entered = []
+    real = _driver._blas_threads
+
+    def spy(uses_blas):
+        entered.append(uses_blas)
+        context = real(uses_blas)
+
+        class Checked:
+            def __enter__(self):
+                context.__enter__()
+                if uses_blas:  # every BLAS library now runs one thread
+                    now = threadpoolctl.ThreadpoolController().select(user_api="blas")
+                    assert {c.num_threads for c in now.lib_controllers} == {1}
+
+            def __exit__(self, *exc):
+                return context.__exit__(*exc)
+        return Checked()
+
+    monkeypatch.setattr(_driver, "_blas_threads", spy)
+    with blas.limit(limits=2):
+        seen_in_callback = []
+        x, y, w, b, kw = job(0)  # 200 -> 64 -> 10 on 256 rows: BLAS layers
+        fastnn.train(x, y, w, b, callback=lambda e, l: seen_in_callback.append(
+            {c.num_threads for c in threadpoolctl.ThreadpoolController().select(
+                user_api="blas").lib_controllers}), **kw)
+        assert entered and all(entered), entered
+        assert seen_in_callback and all(s == {2} for s in seen_in_callback), seen_in_callback
+        after = {c.num_threads for c in threadpoolctl.ThreadpoolController().select(
+            user_api="blas").lib_controllers}
+        assert after == {2}
+        entered.clear()
+        x, y, w, b, kw = job(3)  # widths <= 30 with batch 1: no BLAS, no limit needed
+        fastnn.train(x, y, w, b, **kw)
+        assert entered and not any(entered), entered

@@ -1,0 +1,259 @@
+"""A network as the kernels see it, and one training step on a loaded batch.
+
+A network is data, so one compilation per dtype serves every depth, width,
+activation, loss and optimizer:
+
+* ``params``: every weight, then every bias, in one flat array of the network's dtype;
+  ``grads`` is shaped like it (unused when the SGD step is fused into backward);
+* ``net``: int64 table, a row per layer: N_IN, N_OUT, ACT, W_OFF, B_OFF (-1: no bias), BLAS;
+* ``cfg``: int64 settings (LOSS, BATCH, ...), ``hyper``: float64 settings (optim's LR .. EPS,
+  LOSS_SCALE, L2_REPORT);
+* ``track``: float64 counters carried from one call to the next (T, EPOCH, BEST_*, ...);
+* ``work``: scratch laid out by ``workspace_layout`` (offsets in ``lay``).
+
+``batch_step`` is the generic step: any batch size, loss and optimizer.
+"""
+
+import numpy as np
+from numba import carray, config
+
+from ._jit import jit, plain
+from ._numba_private import pointer
+from .activations import SIGMOID, activation_forward, softmax_forward
+from .dense import dense_backward, dense_forward
+from .losses import SSE, loss_forward_backward
+from .optim import LR, optimizer_update
+
+N_IN, N_OUT, ACT, W_OFF, B_OFF, BLAS = range(6)
+NET_COLUMNS = 6
+LOSS, BATCH, CHECK, RULE, NESTEROV, FUSED, REDUCE, N_WEIGHTS, DECAY_PER_ROW, PATIENCE = range(10)
+CFG_SIZE = 10
+LOSS_SCALE, L2_REPORT = 7, 8  # hyper, after optim's entries
+HYPER_SIZE = 9
+T, EPOCH, BEST_VAL, BEST_EPOCH, BEST_T, SINCE_BEST, STOPPED, LOADED = range(8)
+TRACK_SIZE = 8
+# CHECK_LOSS: stop after the first epoch whose loss is not finite, and report non-finite
+# parameters at the end of the call; CHECK_EACH_EPOCH also checks the parameters after
+# every epoch (the driver's replay that pins a divergence down).
+CHECK_NONE, CHECK_LOSS, CHECK_EACH_EPOCH = 0, 1, 2
+PARAMS_NOT_FINITE = -1
+REDUCE_STEPS, REDUCE_ROWS = 0, 1  # epoch loss: mean of the step losses, or weighted by rows
+
+
+def workspace_layout(widths, m):
+    """Offsets in the workspace for ``m`` rows of a network of ``widths`` (n_0 .. n_L), and
+    its size: every activation (input first), every layer's gradient, the targets
+    transposed and two rows of loss scratch; ``lay[-1]`` is m (plain Python: the kernels
+    only read ``lay``)."""
+    widths = [int(n) for n in widths]
+    n_layers = len(widths) - 1
+    lay = np.zeros(2 * n_layers + 5, np.int64)
+    off = 0
+    for layer, n in enumerate(widths):  # activations a_0 .. a_L
+        lay[layer] = off
+        off += n * m
+    for layer in range(1, n_layers + 1):  # gradients d_1 .. d_L
+        lay[n_layers + layer] = off
+        off += widths[layer] * m
+    lay[2 * n_layers + 1] = off  # targets
+    off += widths[-1] * m
+    lay[2 * n_layers + 2] = off  # loss scratch
+    off += 2 * m
+    lay[2 * n_layers + 3] = off
+    lay[2 * n_layers + 4] = m
+    return lay, off
+
+
+if config.DISABLE_JIT:
+    def block(buf, off, n, m):
+        """(n, m) view of the 1-D buf from off."""
+        if off < 0 or off + n * m > buf.shape[0]:
+            raise IndexError("block out of range")
+        return buf[off:off + n * m].reshape((n, m))
+else:
+    @jit(inline=True)
+    def block(buf, off, n, m):
+        # (n, m) view of the 1-D buf from off, without a reference count (see _numba_private);
+        # unchecked here (a raise would keep LLVM from inlining it): the interpreted kernels
+        # of the CI's NUMBA_DISABLE_JIT pass check every block
+        return carray(pointer(buf, off), (n, m))
+
+
+@jit(inline=True)
+def activation(work, lay, net, layer, m):
+    # (n_layer, m) activation of a layer, 0 being the input
+    n = net[0, N_IN] if layer == 0 else net[layer - 1, N_OUT]
+    return block(work, lay[layer], n, m)
+
+
+@jit(inline=True)
+def gradient(work, lay, net, layer, m):
+    # (n_layer, m) d loss / d z of a layer (1 .. L)
+    return block(work, lay[net.shape[0] + layer], net[layer - 1, N_OUT], m)
+
+
+@jit(inline=True)
+def targets(work, lay, net, m):
+    # (n_L, m) targets of the loaded batch, and the (2, m) loss scratch
+    n_layers = net.shape[0]
+    return (block(work, lay[2 * n_layers + 1], net[n_layers - 1, N_OUT], m),
+            block(work, lay[2 * n_layers + 2], 2, m))
+
+
+@jit(inline=True)
+def weight(params, net, layer):
+    # (n_in, n_out) view of one layer's weights
+    return block(params, net[layer, W_OFF], net[layer, N_IN], net[layer, N_OUT])
+
+
+@jit(inline=True)
+def bias(params, net, layer):
+    # (n_out,) view of one layer's bias, or (0,) without one
+    off = net[layer, B_OFF]
+    return block(params, 0, 1, 0)[0] if off < 0 else block(params, off, 1, net[layer, N_OUT])[0]
+
+
+@jit
+def load_batch(work, lay, net, x, y, rows, start, m):
+    # a_0 (n_0, m) = x[rows[start:start + m]].T and the targets likewise (none when y has no
+    # rows); rows (0,): in order
+    a0 = activation(work, lay, net, 0, m)
+    yt, _ = targets(work, lay, net, m)
+    d_in, d_out = x.shape[1], y.shape[1] if y.shape[0] > 0 else 0
+    for t in range(m):
+        r = rows[start + t] if rows.shape[0] > 0 else start + t
+        for i in range(d_in):
+            a0[i, t] = x[r, i]
+        for j in range(d_out):
+            yt[j, t] = y[r, j]
+
+
+@jit
+def network_forward(params, work, lay, net, m, first):
+    # activations of layers first + 1 .. L from that of layer first
+    for layer in range(first, net.shape[0]):
+        dense_forward(activation(work, lay, net, layer + 1, m), activation(work, lay, net, layer, m),
+                      weight(params, net, layer), bias(params, net, layer), net[layer, ACT],
+                      net[layer, BLAS] != 0)
+
+
+@jit
+def network_backward(grads, params, work, lay, net, m, scale, keep, last):
+    # from d_L in work down to layer last: grads = keep * grads + scale * d loss / d params;
+    # grads may be params itself (scale = -lr, keep = 1: the fused SGD step)
+    for layer in range(net.shape[0] - 1, last - 1, -1):
+        d_in = gradient(work, lay, net, layer, m) if layer > 0 else block(work, 0, 0, m)
+        dense_backward(d_in, weight(grads, net, layer), bias(grads, net, layer),
+                       weight(params, net, layer), gradient(work, lay, net, layer + 1, m),
+                       activation(work, lay, net, layer, m), net[layer - 1, ACT] if layer > 0 else 0,
+                       scale, keep, net[layer, BLAS] != 0)
+
+
+@jit(inline=True)
+def batch_loss(params, work, lay, net, cfg, hyper, m):
+    # the loss of the loaded batch as reported (scaled, plus the L2 term if asked); leaves
+    # d loss / d z of the output layer in work
+    n_layers = net.shape[0]
+    yt, tmp = targets(work, lay, net, m)
+    value = hyper[LOSS_SCALE] * loss_forward_backward(
+        gradient(work, lay, net, n_layers, m), tmp, activation(work, lay, net, n_layers, m), yt,
+        cfg[LOSS])
+    if hyper[L2_REPORT] != 0.0:  # scikit-learn adds alpha / (2 m) * sum of squared weights
+        squares = 0.0
+        for i in range(cfg[N_WEIGHTS]):
+            squares += np.float64(params[i]) * np.float64(params[i])
+        value += hyper[L2_REPORT] * squares / m
+    return value
+
+
+@jit(inline=True)
+def batch_epoch(params, grads, state, track, work, lay, net, cfg, hyper, x, y, rows):
+    # one epoch of batch_step over x, y in batches of cfg[BATCH] rows (rows in the order of
+    # rows, or in order when it is empty); returns the epoch loss (cfg[REDUCE])
+    n_rows = x.shape[0]
+    batch = min(cfg[BATCH], n_rows)
+    n_steps = (n_rows + batch - 1) // batch
+    by_rows = cfg[REDUCE] == REDUCE_ROWS
+    fixed = n_steps == 1 and rows.shape[0] == 0  # one batch in order: loaded once
+    total = 0.0
+    for s in range(n_steps):
+        start = s * batch
+        m = min(batch, n_rows - start)
+        if not fixed or track[LOADED] == 0.0:
+            load_batch(work, lay, net, x, y, rows, start, m)
+            track[LOADED] = 1.0 if fixed else 0.0
+        value = batch_step(params, grads, state, track, work, lay, net, cfg, hyper, m)
+        total += value * m if by_rows else value
+    return total / (n_rows if by_rows else n_steps)
+
+
+@jit(inline=True)
+def batch_step(params, grads, state, track, work, lay, net, cfg, hyper, m):
+    # one step on the m rows loaded in work; returns their loss
+    network_forward(params, work, lay, net, m, plain(0))
+    value = batch_loss(params, work, lay, net, cfg, hyper, m)
+    if cfg[FUSED] != 0:  # plain SGD: the update is fused into backward
+        network_backward(params, params, work, lay, net, m, -hyper[LR], 1.0, plain(0))
+        track[T] += 1.0
+    else:
+        network_backward(grads, params, work, lay, net, m, 1.0, 0.0, plain(0))
+        apply_update(params, grads, state, track, cfg, hyper, m)
+    return value
+
+
+@jit(inline=True)
+def apply_update(params, grads, state, track, cfg, hyper, m):
+    # one optimizer step from grads, counting it in track[T]
+    t = track[T] + 1.0
+    track[T] = t
+    scale = 1.0 / m if cfg[DECAY_PER_ROW] != 0 else 1.0
+    optimizer_update(params, grads, state, cfg[RULE], hyper, cfg[NESTEROV] != 0, t,
+                     cfg[N_WEIGHTS], scale)
+
+
+@jit
+def all_finite(a):
+    # True when every element of the 1-D array a is finite
+    ok = True
+    for i in range(a.shape[0]):
+        v = a[i]
+        ok &= (v - v) == 0.0  # inf - inf and nan - nan are nan
+    return ok
+
+
+OUT_IDENTITY, OUT_SOFTMAX, OUT_SIGMOID = 0, 1, 2
+
+
+@jit
+def predict_rows(out, params, work, lay, net, x, output):
+    # out (N, n_L) = the network on x (N, n_0), in blocks of lay[-1] rows; output: OUT_IDENTITY,
+    # OUT_SOFTMAX or OUT_SIGMOID applied to the output layer
+    n_layers = net.shape[0]
+    n_rows, rows = x.shape[0], lay[lay.shape[0] - 1]
+    no_y = x[:0]
+    no_rows = np.empty(0, np.int64)
+    for start in range(0, n_rows, rows):
+        m = min(rows, n_rows - start)
+        load_batch(work, lay, net, x, no_y, no_rows, start, m)
+        network_forward(params, work, lay, net, m, plain(0))
+        z = activation(work, lay, net, n_layers, m)
+        if output == OUT_SOFTMAX:
+            _, tmp = targets(work, lay, net, m)
+            softmax_forward(z, tmp, z)
+        elif output == OUT_SIGMOID:
+            activation_forward(z, SIGMOID)
+        for t in range(m):
+            for j in range(z.shape[0]):
+                out[start + t, j] = z[j, t]
+
+
+@jit
+def loss_and_grad(grads, params, work, lay, net, cfg, hyper, x, y):
+    # all rows of x, y as one batch: returns its loss as reported and writes grads (shaped like
+    # params) = the gradient a training step follows
+    m = x.shape[0]
+    load_batch(work, lay, net, x, y, np.empty(0, np.int64), plain(0), m)
+    network_forward(params, work, lay, net, m, plain(0))
+    value = batch_loss(params, work, lay, net, cfg, hyper, m)
+    network_backward(grads, params, work, lay, net, m, 1.0, 0.0, plain(0))
+    return value
