@@ -1,135 +1,120 @@
-"""pytest setup for bench/: shared fixtures, machine info, a closing summary.
+"""pytest setup for bench/: one BLAS thread, the row fixture, machine info, a closing summary.
 
-* ``fastnn_warm`` (session): fastnn's kernels compiled or loaded for both
-  dtypes before any benchmark, so no JIT compilation is ever timed.
-* ``oracles`` (session): fastnn.reference results per workload, computed once.
-* The JSON written by ``--benchmark-json`` gets ``machine_info["fastnn"]``:
-  CPU model, cores, library versions and BLAS, read by ``bench/report.py``.
-* After the run, a short summary of medians, ratios and start-up numbers is
-  printed below pytest-benchmark's tables.
+Run from the repository root (a plain ``pytest`` skips every benchmark; only the
+grid's quick structure test runs)::
+
+    pytest --benchmark-only                                   # everything in bench/
+    pytest bench/bench_grid.py --benchmark-only -k "b1_"      # part of the grid
+    pytest --benchmark-only --benchmark-json=bench/results/pytest.json
+
+* One BLAS thread for every row: OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
+  MKL_NUM_THREADS default to 1 before NumPy loads (a value you set wins), and
+  when benchmarks run, threadpoolctl caps what is already loaded; torch rows call
+  ``torch.set_num_threads(1)``.
+* ``bench_row`` (fixture): verify a case's row against fastnn.reference, then
+  time it with ``benchmark.pedantic``. Rounds fill FASTNN_BENCH_SECONDS (1.5 s)
+  within [FASTNN_BENCH_MIN_ROUNDS, FASTNN_BENCH_MAX_ROUNDS] (3, 25).
+* ``--benchmark-json`` files get ``machine_info["fastnn"]`` (CPU, versions, BLAS
+  and its threads), read by ``bench/report.py``.
 """
 
 import os
-import platform
 import sys
-from importlib import metadata
 
-import pytest
+for _var, _value in (("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"),
+                     ("MKL_NUM_THREADS", "1"),
+                     ("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1")):
+    os.environ.setdefault(_var, _value)  # before NumPy loads its BLAS: one thread per row
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _harness as H  # noqa: E402
+import pytest  # noqa: E402
 
-_RESULTS = []  # (group, impl, median seconds, extra_info) of every finished benchmark
+ROW_SECONDS = float(os.environ.get("FASTNN_BENCH_SECONDS", "1.5"))
+MIN_ROUNDS = int(os.environ.get("FASTNN_BENCH_MIN_ROUNDS", "3"))
+MAX_ROUNDS = int(os.environ.get("FASTNN_BENCH_MAX_ROUNDS", "25"))
+_RESULTS = []   # (group, row, median seconds) of every finished benchmark
+_LIMITS = []    # the threadpoolctl limit, kept alive for the session
 
 
-@pytest.fixture(scope="session")
-def fastnn_warm():
-    H.warm_fastnn()
+def benchmarks_run(config):
+    return bool(config.getoption("benchmark_only", False)
+                or not config.getoption("benchmark_skip", False))
+
+
+def pytest_configure(config):
+    if benchmarks_run(config):
+        import _harness as H
+        _LIMITS.append(H.one_blas_thread())
 
 
 @pytest.fixture(scope="session")
 def oracles():
-    return {}
+    import _harness as H
+    return H.Oracles()
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+@pytest.fixture
+def bench_row(oracles):
+    """bench_row(benchmark, case, label): verify, warm up, then time one row of a case."""
+    import _harness as H
+    from _impls import IMPLS, OPTIONAL
 
-
-def library_versions():
-    versions = {"python": platform.python_version()}
-    for dist in ("numpy", "numba", "scipy", "llvmlite", "fastnn", "pytest-benchmark",
-                 "torch", "jax", "jaxlib"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
-def blas_info():
-    """NumPy's BLAS (the NumPy loop and the gemm-floor) and SciPy's (fastnn's compiled kernels)."""
-    info = {}
-    try:
-        import numpy as np
-        cfg = np.show_config(mode="dicts")
-        blas = cfg.get("Build Dependencies", {}).get("blas", {})
-        info["numpy"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:  # older NumPy: no dict mode
-        pass
-    try:
-        import scipy
-        cfg = scipy.show_config(mode="dicts")
-        blas = cfg.get("Build Dependencies", {}).get("blas", {})
-        info["scipy"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:
-        pass
-    return info
+    def run(benchmark, case, label):
+        _, impl_name, build = next(r for r in case.rows if r[0] == label)
+        if impl_name in OPTIONAL:
+            pytest.importorskip(OPTIONAL[impl_name])
+        problem = build()
+        row = H.prepare(label, IMPLS[impl_name], problem, oracles)  # verified and warm
+        benchmark.group = case.name
+        benchmark.extra_info.update(problem.describe(), impl=label, implementation=impl_name,
+                                    case_group=case.group, verified=row.verified)
+        rounds = H.rounds_for(row.seconds, ROW_SECONDS, MIN_ROUNDS, MAX_ROUNDS)
+        result = benchmark.pedantic(row.impl.run, setup=row.impl.setup, rounds=rounds,
+                                    iterations=1)
+        unpacked = row.impl.unpack(result)
+        if unpacked is not None and problem.verification() is problem and impl_name != "sklearn":
+            H.check_training(f"{label} (last timed round)", problem, unpacked,
+                             oracles.get(problem)[0])
+    return run
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["fastnn"] = {
-        "cpu_model": cpu_model(),
-        "cores": os.cpu_count(),
-        "versions": library_versions(),
-        "blas": blas_info(),
-        "threads_env": {k: os.environ[k] for k in
-                        ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                         "NUMBA_NUM_THREADS") if k in os.environ},
-        "settings": {"row_seconds": H.ROW_SECONDS, "min_rounds": H.MIN_ROUNDS,
-                     "max_rounds": H.MAX_ROUNDS},
-    }
+    import _harness as H
+    machine_info["fastnn"] = H.machine_info()
+    machine_info["fastnn"]["settings"] = {"row_seconds": ROW_SECONDS, "min_rounds": MIN_ROUNDS,
+                                          "max_rounds": MAX_ROUNDS}
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     yield
     bench = item.funcargs.get("benchmark") if hasattr(item, "funcargs") else None
-    stats = getattr(bench, "stats", None)
-    if stats is not None and getattr(stats, "stats", None) is not None and stats.stats.rounds:
-        _RESULTS.append((bench.group, bench.extra_info.get("impl", bench.name),
-                         stats.stats.median, dict(bench.extra_info)))
-
-
-def _ms(seconds):
-    from report import fmt_time
-    return fmt_time(seconds)
+    stats = getattr(getattr(bench, "stats", None), "stats", None)
+    if stats is not None and stats.rounds:
+        _RESULTS.append((bench.group, bench.extra_info.get("impl", bench.name), stats.median))
 
 
 def pytest_terminal_summary(terminalreporter):
+    """Medians and the usual ratios of every group, below pytest-benchmark's tables."""
     if not _RESULTS:
         return
+    groups = {}
+    for group, impl, median in _RESULTS:
+        groups.setdefault(group, {})[impl] = median
     tr = terminalreporter
     tr.section("fastnn benchmark summary (medians of this run)")
-    groups = {}
-    for group, impl, median, extra in _RESULTS:
-        groups.setdefault(group, {})[impl] = (median, extra)
     for group, rows in groups.items():
-        if group.startswith("startup"):
-            continue
-        parts = [f"{impl} {_ms(m)}" for impl, (m, _) in rows.items()]
-        ratios = []
-        f = rows.get("fastnn", (None,))[0]
-        if f:
-            for other, text in (("numpy", "numpy/fastnn"), ("jax", "jax/fastnn"),
-                                ("torch", "torch/fastnn")):
-                if other in rows:
-                    ratios.append(f"{text} {rows[other][0] / f:.2f}x")
-            if "gemm-floor" in rows:
-                ratios.append(f"fastnn/gemm-floor {f / rows['gemm-floor'][0]:.2f}x")
-        tr.write_line(f"{group:24s} " + ", ".join(parts) + ("  |  " + ", ".join(ratios) if ratios else ""))
-    for group, rows in groups.items():
-        if not group.startswith("startup"):
-            continue
-        for impl, (median, extra) in rows.items():
-            derived = extra.get("derived", {})
-            text = ", ".join(f"{k} {_ms(v)}" for k, v in derived.items())
-            tr.write_line(f"{group:24s} {impl}: subprocess {_ms(median)}" + (f"; {text}" if text else ""))
+        parts = [f"{impl} {median * 1e3:.3g} ms" for impl, median in rows.items()]
+        f = rows.get("fastnn")
+        ratios = [f"{other}/fastnn {rows[other] / f:.3g}x" for other in ("numpy", "torch", "jax",
+                                                                          "sklearn")
+                  if f and other in rows]
+        if f and "gemm-floor" in rows:
+            ratios.append(f"fastnn/gemm-floor {f / rows['gemm-floor']:.3g}x")
+        if "relu" in rows:  # an act: group
+            ratios += [f"{a}/relu {rows[a] / rows['relu']:.3g}x" for a in ("sigmoid", "tanh")
+                       if a in rows]
+        tr.write_line(f"{group:44s} " + ", ".join(parts) + ("  |  " + ", ".join(ratios)
+                                                             if ratios else ""))

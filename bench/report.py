@@ -1,69 +1,121 @@
-"""Turn a pytest-benchmark run of bench/ into the README's Markdown performance table.
+"""Write docs/performance.md and docs/performance.png from benchmark results.
 
 Usage, from the repository root::
 
-    # run the benchmarks yourself, then report
-    pytest --benchmark-only --benchmark-json=results.json
-    python bench/report.py results.json > table.md
+    python bench/report.py --run                 # measure everything (~15 min here), then write
+    python bench/report.py --run --only grid     # re-measure a part, reuse the other results
+    python bench/report.py                       # write from bench/results/*.json
+    python bench/report.py a.json b.json         # write from these files (pytest-benchmark
+                                                 # JSON, grid.py JSON, busy.py JSON)
 
-    # or let the script run them (results kept in bench-results.json)
-    python bench/report.py --run > table.md
-    python bench/report.py --run --json /tmp/r.json -- -k "relu2 or startup"
+``--run`` runs, each writing its JSON into bench/results/:
 
-With ``--run`` the pytest output goes to stderr and only the table to stdout;
-``--json`` keeps the raw results (otherwise a temporary file is used). The
-optional peers come from ``pip install -e ".[compare]"`` (torch, jax[cpu]).
+* ``grid``: ``python bench/grid.py --groups seeds,classify,grid,act`` (interleaved.json):
+  every row of a group timed alternately, so ratios compare like with like;
+* ``startup``: ``pytest bench/bench_startup.py --benchmark-only`` (startup.json);
+* ``busy``: ``python bench/busy.py`` (busy.json).
 
-Everything after ``--`` goes to pytest. Several JSON files may be given; a
-benchmark present in more than one is taken from the last. The report has:
-machine and library versions, per workload and dtype the median time of each
-implementation and the ratios numpy/fastnn, fastnn/gemm-floor, jax/fastnn and
-torch/fastnn (peers only when installed), issue 3's targets against this run,
-the start-up costs and the width sweep. All ratios come from one run: never mix
-runs from different machines or loads. Timings on a busy machine are noisy;
-rows whose interquartile range exceeds 10% of the median are marked ``~``.
+A group found in several files is taken whole from one of them: an interleaved
+(grid.py) run before a pytest-benchmark one, a later file before an earlier one
+of the same kind. Each section names the run it comes from. Every number in
+the output comes from those files; a target that is missed shows as **no**, one
+without a measurement as "not measured". Rows whose interquartile range
+exceeds 10% of their median are marked ``~``.
 """
 
 import argparse
+import glob
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
-import tempfile
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPL_ORDER = ["fastnn", "fastnn-nocheck", "numpy", "gemm-floor", "torch", "jax"]
-WORKLOAD_ORDER = ["relu2", "sigmoid2", "mlp3_gd", "mlp3_sgd"]
-DTYPE_ORDER = ["float64", "float32"]
+RESULTS = os.path.join(ROOT, "bench", "results")
+DOC = os.path.join(ROOT, "docs", "performance.md")
+PNG = os.path.join(ROOT, "docs", "performance.png")
+RUNS = {  # --run pieces: command, JSON written
+    "grid": ([sys.executable, "bench/grid.py", "--groups", "seeds,classify,grid,act",
+              "--out", "bench/results/interleaved.json"], "interleaved.json"),
+    "startup": ([sys.executable, "-m", "pytest", "bench/bench_startup.py", "--benchmark-only",
+                 "-q", "-p", "no:cacheprovider", "--benchmark-json=bench/results/startup.json"],
+                "startup.json"),
+    "busy": ([sys.executable, "bench/busy.py", "--out", "bench/results/busy.json"], "busy.json"),
+}
+SEED_IMPLS = ["fastnn", "fastnn-nocheck", "numpy", "gemm-floor", "torch", "jax"]
+GRID_IMPLS = ["fastnn", "numpy", "gemm-floor", "torch"]
+NUMPY_RANGE = (0.02, 0.5)  # the grid's epochs are sized for a numpy row in this range
 
 
 # ------------------------------------------------------------------- loading
-def load(paths):
-    """(machine_info, datetime, {group: {impl: benchmark dict}})"""
-    machine, when, groups = {}, "", {}
-    for path in paths:
+class Results:
+    """Every measured group, by name: {"source": ..., "rows": {label: row}}; busy; machine."""
+
+    def __init__(self):
+        self.groups, self.busy, self.machine, self.sources = {}, None, {}, []
+
+    def add(self, path):
         with open(path) as f:
             data = json.load(f)
-        machine = data.get("machine_info", machine)
-        when = data.get("datetime", when)
-        for b in data.get("benchmarks", []):
-            impl = b.get("extra_info", {}).get("impl") or b["name"]
-            groups.setdefault(b.get("group") or b["name"], {})[impl] = b
-    return machine, when, groups
+        kind = data.get("kind") or ("pytest-benchmark" if "benchmarks" in data else None)
+        source = {"file": os.path.relpath(path, ROOT), "kind": kind,
+                  "datetime": str(data.get("datetime", ""))[:19].replace("T", " "),
+                  "command": data.get("command", "pytest --benchmark-only")}
+        if kind == "fastnn-busy":
+            self.busy = dict(data, source=source)
+        elif kind == "fastnn-interleaved":
+            for name, case in data["cases"].items():
+                self._put(name, source, case["rows"], case.get("group"), interleaved=True)
+        elif kind == "pytest-benchmark":
+            self._add_pytest(data, source)
+        else:
+            raise SystemExit(f"{path}: not a result file this report knows")
+        machine = data.get("machine") or data.get("machine_info", {}).get("fastnn")
+        if machine and (not self.machine or kind == "fastnn-interleaved"):
+            self.machine = machine
+        self.sources.append(source)
+
+    def _add_pytest(self, data, source):
+        groups = {}
+        for b in data["benchmarks"]:
+            extra = b.get("extra_info", {})
+            label = extra.get("impl") or b["name"]
+            s = b["stats"]
+            groups.setdefault(b.get("group") or b["name"], {})[label] = {
+                "median": s["median"], "iqr": s.get("iqr", 0.0), "rounds": s.get("rounds"),
+                "info": extra, "verified": extra.get("verified"),
+                "impl": extra.get("implementation")}
+        for name, rows in groups.items():
+            self._put(name, source, rows, name.split(":")[0], interleaved=False)
+
+    def _put(self, name, source, rows, group, interleaved):
+        old = self.groups.get(name)
+        if old is not None and old["interleaved"] and not interleaved:
+            return  # an interleaved measurement wins over a sequential one
+        self.groups[name] = {"source": source, "rows": rows, "group": group,
+                             "interleaved": interleaved}
+
+    def named(self, prefix):
+        return {n: g for n, g in self.groups.items() if n.startswith(prefix)}
+
+    def median(self, group, row):
+        r = self.groups.get(group, {}).get("rows", {}).get(row)
+        return None if r is None else r.get("median")
 
 
-def median(b):
-    return None if b is None else b["stats"]["median"]
-
-
-def noisy(b):
-    s = b["stats"]
-    return s.get("rounds", 0) >= 3 and s.get("iqr", 0.0) > 0.10 * s["median"]
+def load(paths):
+    results = Results()
+    for p in paths:
+        results.add(p)
+    return results
 
 
 # ---------------------------------------------------------------- formatting
-def fmt_time(seconds, b=None):
-    if seconds is None:
+def fmt_time(seconds, row=None):
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return "—"
     if seconds >= 10:
         text = f"{seconds:.1f} s"
@@ -73,13 +125,20 @@ def fmt_time(seconds, b=None):
         text = f"{seconds * 1e3:.3g} ms"
     else:
         text = f"{seconds * 1e6:.3g} µs"
-    return ("~" + text) if b is not None and noisy(b) else text
+    return ("~" + text) if row and noisy(row) else text
 
 
-def fmt_ratio(num, den):
-    if num is None or den is None or den <= 0:
+def noisy(row):
+    return (row.get("rounds") or 0) >= 3 and row.get("iqr", 0.0) > 0.10 * row["median"]
+
+
+def ratio(num, den):
+    return None if num is None or den is None or den <= 0 else num / den
+
+
+def fmt_ratio(r):
+    if r is None:
         return "—"
-    r = num / den
     return f"{r:.0f}×" if r >= 100 else f"{r:.3g}×"
 
 
@@ -91,258 +150,599 @@ def table(header, rows, align=None):
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ sections
-def machine_section(machine, when):
-    fx = machine.get("fastnn", {})
-    cpu = fx.get("cpu_model") or machine.get("cpu", {}).get("brand_raw") or machine.get("processor", "?")
-    cores = fx.get("cores") or machine.get("cpu", {}).get("count", "?")
-    versions = fx.get("versions") or {"python": machine.get("python_version", "?")}
-    out = [f"Machine: {cpu}, {cores} cores, {machine.get('system', '')} {machine.get('release', '')}".rstrip()
-           + (f"; run of {when[:19].replace('T', ' ')} UTC." if when else ".")]
-    names = [k for k in ("python", "numpy", "numba", "llvmlite", "scipy", "torch", "jax", "jaxlib")
-             if k in versions]
-    out.append("Versions: " + ", ".join(f"{k} {versions[k]}" for k in names) + ".")
-    blas = fx.get("blas", {})
-    if blas:
-        out.append("BLAS: " + "; ".join(f"{k} uses {v}" for k, v in blas.items())
-                   + " (fastnn's compiled kernels call SciPy's BLAS; the NumPy loop and the "
-                   "gemm-floor use NumPy's).")
-    if fx.get("threads_env"):
-        out.append("Thread settings: " + ", ".join(f"{k}={v}" for k, v in fx["threads_env"].items()) + ".")
-    return "\n".join(out)
+def row_cell(group, label):
+    """A row's median for a table: its time, or why there is none."""
+    r = group["rows"].get(label)
+    if r is None:
+        return "—"
+    if "error" in r:
+        return "**failed verification**"
+    if "missing" in r:
+        return r["missing"]
+    return fmt_time(r["median"], r)
 
 
-def workload_section(groups):
-    present = {impl for g, rows in groups.items() if not g.startswith(("sweep", "startup"))
-               for impl in rows}
-    impls = [i for i in IMPL_ORDER if i in present]
-    ratio_cols = [("numpy", "fastnn", "numpy / fastnn"), ("fastnn", "gemm-floor", "fastnn / gemm-floor"),
-                  ("jax", "fastnn", "jax / fastnn"), ("torch", "fastnn", "torch / fastnn")]
-    ratio_cols = [c for c in ratio_cols if c[0] in impls and c[1] in impls]
-    header = ["workload", "dtype"] + impls + [c[2] for c in ratio_cols]
-    rows, notes = [], []
-    for w in WORKLOAD_ORDER:
-        for dt in DTYPE_ORDER:
-            g = groups.get(f"{w}-{dt}")
-            if not g:
-                continue
-            med = {i: median(g.get(i)) for i in impls}
-            rows.append([w, dt] + [fmt_time(med[i], g.get(i)) for i in impls]
-                        + [fmt_ratio(med[a], med[b]) for a, b, _ in ratio_cols])
-            if dt == DTYPE_ORDER[0] or not any(n.startswith(f"- `{w}`") for n in notes):
-                desc = next((b["extra_info"].get("description") for b in g.values()
-                             if b.get("extra_info", {}).get("description")), None)
-                if desc:
-                    notes.append(f"- `{w}`: {desc}")
-    if any(r[0].startswith("mlp3") for r in rows):
-        notes.append("- mlp3's layers have 4 units: there the gemm-floor is mostly NumPy's "
-                     "per-call overhead (about a microsecond per product), not arithmetic, "
-                     "and fastnn uses no BLAS, so fastnn / gemm-floor below 1× is expected.")
-    if not rows:
-        return ""
-    text = [table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), ""]
-    text.append("Median wall time of one whole training run (fresh copies of the initial "
-                "parameters each round). Ratios above 1× in `numpy / fastnn`, `jax / fastnn` "
-                "and `torch / fastnn` mean fastnn is faster; `fastnn / gemm-floor` is how far "
-                "fastnn is above the cost of a per-epoch loop's matrix products alone "
-                "(below 1× on the Gram path, which does fewer).")
-    text += [""] + notes
-    return "\n".join(text)
+def source_line(groups):
+    """Which run(s) a section's numbers come from."""
+    seen = []
+    for g in groups:
+        s = g["source"]
+        text = f"`{s['file']}` ({'interleaved' if g['interleaved'] else 'pytest-benchmark'}, " \
+               f"{s['datetime']} UTC)"
+        if text not in seen:
+            seen.append(text)
+    return "Source: " + "; ".join(seen) + "." if seen else ""
 
 
-def _ratio(groups, group_a, impl_a, group_b, impl_b):
-    a = median(groups.get(group_a, {}).get(impl_a))
-    b = median(groups.get(group_b, {}).get(impl_b))
-    return None if a is None or b is None else a / b
+# ------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    section: str
+    label: str
+    goal: str
+    value: str
+    met: object  # True, False, or None (not measured)
+
+    def cells(self):
+        met = "not measured" if self.met is None else "yes" if self.met else "**no**"
+        return [self.section, self.label, self.goal, self.value, met]
 
 
-def _derived(groups, group, key, impl=None):
-    """A derived start-up number (extra_info["derived"][key]) of a group's row."""
-    for name, b in groups.get(group, {}).items():
-        if impl is not None and name != impl:
-            continue
-        v = b.get("extra_info", {}).get("derived", {}).get(key)
-        if v is not None:
-            return v
-    return None
+def bound(label, section, value, goal, at_least, limit, shown=None):
+    """A target comparing one measured value with a limit."""
+    if value is None:
+        return Target(section, label, goal, "—", None)
+    met = value >= limit if at_least else value <= limit
+    return Target(section, label, goal, shown or fmt_ratio(value), met)
 
 
-# Issue 3's targets: (label, goal text, ("ratio", group_a, impl_a, group_b, impl_b) or
-# ("startup", group, derived key, impl), at least (True) or at most (False), bound)
-TARGETS = [
-    ("relu2: numpy / fastnn", "≥ 1.3×",
-     ("ratio", "relu2-float64", "numpy", "relu2-float64", "fastnn"), True, 1.3),
-    ("relu2: fastnn / gemm-floor", "≤ 1.10×",
-     ("ratio", "relu2-float64", "fastnn", "relu2-float64", "gemm-floor"), False, 1.10),
-    ("sigmoid2: numpy / fastnn", "≥ 1.8×",
-     ("ratio", "sigmoid2-float64", "numpy", "sigmoid2-float64", "fastnn"), True, 1.8),
-    ("sigmoid2: fastnn / gemm-floor", "≤ 1.10×",
-     ("ratio", "sigmoid2-float64", "fastnn", "sigmoid2-float64", "gemm-floor"), False, 1.10),
-    ("mlp3_gd: numpy / fastnn", "≥ 25×",
-     ("ratio", "mlp3_gd-float64", "numpy", "mlp3_gd-float64", "fastnn"), True, 25),
-    ("mlp3_gd: jax / fastnn", "≥ 4×",
-     ("ratio", "mlp3_gd-float64", "jax", "mlp3_gd-float64", "fastnn"), True, 4),
-    ("mlp3_sgd: numpy / fastnn", "≥ 500×",
-     ("ratio", "mlp3_sgd-float64", "numpy", "mlp3_sgd-float64", "fastnn"), True, 500),
-    ("mlp3_sgd: jax / fastnn", "≥ 8×",
-     ("ratio", "mlp3_sgd-float64", "jax", "mlp3_sgd-float64", "fastnn"), True, 8),
-    ("relu2: numpy float64 / fastnn float32", "≥ 2.5×",
-     ("ratio", "relu2-float64", "numpy", "relu2-float32", "fastnn"), True, 2.5),
-    *[(f"{w}: check_finite cost, fastnn / fastnn-nocheck", "≤ 1.02×",
-       ("ratio", f"{w}-float64", "fastnn", f"{w}-float64", "fastnn-nocheck"), False, 1.02)
+def count_target(section, label, goal, items, ok, worst_key, shown):
+    """A target over several items: 'k of n', and the worst one."""
+    if not items:
+        return Target(section, label, goal, "—", None)
+    good = [i for i in items if ok(i)]
+    worst = worst_key(items)
+    return Target(section, label, goal, f"{len(good)} of {len(items)}; worst {shown(worst)}",
+                  len(good) == len(items))
+
+
+# -------------------------------------------------------------------- machine
+def machine_section(results):
+    m = results.machine
+    if not m:
+        return "Machine: not recorded."
+    v = m.get("versions", {})
+    names = [k for k in ("python", "numpy", "numba", "llvmlite", "scipy", "threadpoolctl",
+                         "torch", "jax", "jaxlib", "scikit-learn") if k in v]
+    blas = "; ".join(f"{b.get('library')} ({b.get('api')} {b.get('version')}, "
+                     f"{b.get('arch')}, {b.get('threads')} threads)" for b in m.get("blas", []))
+    lines = [f"- Machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('system', '')}; "
+             f"load average at the start {_load(m)}.",
+             "- Versions: " + ", ".join(f"{k} {v[k]}" for k in names) + ".",
+             f"- BLAS loaded: {blas or 'not recorded'}. fastnn's kernels call SciPy's BLAS; "
+             "the NumPy loop and the gemm-floor use NumPy's.",
+             "- Thread settings: " + (", ".join(f"{k}={val}" for k, val in
+                                               m.get("threads_env", {}).items()) or "none") + "."]
+    lines.append("- Result files: " + "; ".join(
+        f"`{s['file']}` ({s['kind']}, {s['datetime']} UTC, `{s['command']}`)"
+        for s in results.sources) + ".")
+    return "\n".join(lines)
+
+
+def _load(m):
+    la = m.get("load_average")
+    return "—" if not la else " / ".join(f"{x:.2f}" for x in la)
+
+
+# ---------------------------------------------------------------------- seeds
+SEED_RATIOS = [("numpy", "fastnn", "numpy / fastnn"),
+               ("fastnn", "gemm-floor", "fastnn / gemm-floor"),
+               ("jax", "fastnn", "jax / fastnn"), ("torch", "fastnn", "torch / fastnn")]
+SEED_TARGETS = [  # (label, group a, row a, group b, row b, at least, limit)
+    ("relu2: numpy / fastnn", "relu2-float64", "numpy", "relu2-float64", "fastnn", True, 1.3),
+    ("relu2: fastnn / gemm-floor", "relu2-float64", "fastnn", "relu2-float64", "gemm-floor",
+     False, 1.10),
+    ("sigmoid2: numpy / fastnn", "sigmoid2-float64", "numpy", "sigmoid2-float64", "fastnn",
+     True, 1.8),
+    ("sigmoid2: fastnn / gemm-floor", "sigmoid2-float64", "fastnn", "sigmoid2-float64",
+     "gemm-floor", False, 1.10),
+    ("mlp3_gd: numpy / fastnn", "mlp3_gd-float64", "numpy", "mlp3_gd-float64", "fastnn", True, 25),
+    ("mlp3_gd: jax / fastnn", "mlp3_gd-float64", "jax", "mlp3_gd-float64", "fastnn", True, 4),
+    ("mlp3_sgd: numpy / fastnn", "mlp3_sgd-float64", "numpy", "mlp3_sgd-float64", "fastnn",
+     True, 500),
+    ("mlp3_sgd: jax / fastnn", "mlp3_sgd-float64", "jax", "mlp3_sgd-float64", "fastnn", True, 8),
+    ("relu2: numpy float64 / fastnn float32", "relu2-float64", "numpy", "relu2-float32", "fastnn",
+     True, 2.5),
+    *[(f"{w}: check_finite cost, fastnn / fastnn-nocheck", f"{w}-float64", "fastnn",
+       f"{w}-float64", "fastnn-nocheck", False, 1.02)
       for w in ("relu2", "sigmoid2", "mlp3_gd", "mlp3_sgd")],
-    ("`import fastnn`", "≤ 0.6 s",
-     ("startup", "startup-import", "import_s", "fastnn"), False, 0.6),
-    ("first call with a warm cache, minus a warm call", "≤ 0.15 s",
-     ("startup", "startup-first-call", "first_call_extra_s", None), False, 0.15),
-    *[(f"first-ever compile, {w}'s training ({path})", "≤ 10 s",
-       ("startup", "startup-compile", "compile_s", f"fastnn-cold-cache-{w}"), False, 10)
-      for w, path in (("relu2", "gemm, Gram path"), ("mlp3_gd", "small-layer loops"),
-                      ("mlp3_sgd", "one-sample steps"))],
 ]
 
 
-def targets_section(groups):
-    """Issue 3's targets, each checked against this run."""
-    rows = []
-    for label, goal, source, at_least, bound in TARGETS:
-        if source[0] == "ratio":
-            value = _ratio(groups, *source[1:])
-            shown = None if value is None else f"{value:.3g}×"
-        else:
-            value = _derived(groups, *source[1:])
-            shown = None if value is None else fmt_time(value)
-        if value is None:
-            rows.append([label, goal, "not measured", "—"])
-        else:
-            ok = value >= bound if at_least else value <= bound
-            rows.append([label, goal, shown, "yes" if ok else "**no**"])
-    return table(["target (float64 unless stated)", "goal", "this run", "met"], rows,
-                 ["l", "l", "r", "l"])
+def seed_targets(results):
+    out = []
+    for label, ga, ra, gb, rb, at_least, limit in SEED_TARGETS:
+        value = ratio(results.median("seed:" + ga, ra), results.median("seed:" + gb, rb))
+        out.append(bound(label, "seeds", value, f"{'≥' if at_least else '≤'} {limit:g}×",
+                         at_least, limit))
+    return out
 
 
-def startup_section(groups):
+def seeds_section(results):
+    groups = results.named("seed:")
+    if not groups:
+        return ""
+    impls = [i for i in SEED_IMPLS if any(i in g["rows"] for g in groups.values())]
+    cols = [c for c in SEED_RATIOS if c[0] in impls and c[1] in impls]
+    rows, notes = [], []
+    for name, g in groups.items():
+        workload, dtype = name[len("seed:"):].rsplit("-", 1)
+        med = {i: results.median(name, i) for i in impls}
+        rows.append([workload, dtype] + [row_cell(g, i) for i in impls]
+                    + [fmt_ratio(ratio(med[a], med[b])) for a, b, _ in cols])
+        desc = next((r["info"].get("description") for r in g["rows"].values()
+                     if r.get("info", {}).get("description")), None)
+        if desc and f"- `{workload}`: {desc}" not in notes:
+            notes.append(f"- `{workload}`: {desc}")
+    text = [table(["workload", "dtype"] + impls + [c[2] for c in cols], rows,
+                  ["l", "l"] + ["r"] * (len(impls) + len(cols))), "", source_line(groups.values()),
+            "", "Median wall time of one whole training run (fresh copies of the initial "
+            "parameters each run). `fastnn / gemm-floor` below 1× on relu2 and sigmoid2 is "
+            "the Gram path, which does fewer products; on mlp3's 4-unit layers the gemm-floor "
+            "is mostly NumPy's per-call overhead.", ""] + notes
+    return "\n".join(text)
+
+
+# ----------------------------------------------------------------------- grid
+def grid_points(results):
+    """[(name, info, {label: median}, group)] of the grid, in the order measured."""
+    out = []
+    for name, g in results.named("grid:").items():
+        info = next((r["info"] for r in g["rows"].values() if r.get("info")), {})
+        med = {label: r.get("median") for label, r in g["rows"].items()}
+        out.append((name[len("grid:"):], info, med, g))
+    return out
+
+
+def macs_step(info):
+    """Forward multiply-adds of one step, all layers."""
+    return sum(info.get("macs_per_layer", [])) or None
+
+
+def fmt_count(n):
+    if n is None:
+        return "—"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def describe_net(info):
+    net = "→".join(str(w) for w in info.get("widths", []))
+    batch = "full" if info.get("batch") == info.get("rows") else info.get("batch")
+    return f"{net}, batch {batch}, {info.get('rows')} rows"
+
+
+def describe_point(info):
+    return (f"{describe_net(info)}, {info.get('activation')}"
+            f"{', shuffled' if info.get('shuffle') else ''}, {info.get('dtype')}"
+            f"{', wide data' if info.get('note') == 'wide' else ''}")
+
+
+def grid_section(results, png_name):
+    points = grid_points(results)
+    if not points:
+        return ""
     rows = []
-    imp = groups.get("startup-import", {})
+    for name, info, med, g in points:
+        macs = info.get("macs_per_layer", [])
+        numpy_s = med.get("numpy")
+        sized = numpy_s is None or NUMPY_RANGE[0] <= numpy_s <= NUMPY_RANGE[1]
+        flag = "" if sized else " †"
+        rows.append([describe_point(info), info.get("epochs", "—"), fmt_count(macs_step(info)),
+                     " / ".join(fmt_count(m) for m in macs), info.get("size_class") or "",
+                     *[row_cell(g, i) + (flag if i == "numpy" else "") for i in GRID_IMPLS],
+                     fmt_ratio(ratio(med.get("numpy"), med.get("fastnn"))),
+                     fmt_ratio(ratio(med.get("fastnn"), med.get("gemm-floor"))),
+                     fmt_ratio(ratio(med.get("torch"), med.get("fastnn")))])
+    header = ["point", "epochs", "MACs / step", "per layer", "class"] + GRID_IMPLS + [
+        "numpy / fastnn", "fastnn / gemm-floor", "torch / fastnn"]
+    text = [table(header, rows, ["l", "r", "r", "r", "l"] + ["r"] * 7), "",
+            source_line(g for *_, g in points), "",
+            "MACs / step: forward multiply-adds of one full batch (n_in · n_out · batch rows, "
+            "summed over layers; per layer after it). class: `blas` when every layer has "
+            "≥ 32k per step, `tiny` when every layer has < 4k. † marks a numpy row outside "
+            "the 20–500 ms the epochs were sized for. Every row was checked against "
+            "`fastnn.reference` before it was timed (rtol 1e-9 float64, 1e-4 float32).", "",
+            "Rows: `fastnn` = `fastnn.train`; `numpy` = `fastnn.reference.train`, the plain "
+            "per-batch loop (fancy-indexed batch, forward, backward, update); `gemm-floor` = "
+            "only that loop's products (a @ w, a.T @ d, and d @ w.T below the first layer) "
+            "at the same batch sizes on NumPy's BLAS; `torch` = the same loop in PyTorch eager "
+            "without autograd, on the same row orders. Data (bench/_groups.py): x standard "
+            "normal, y from a random tanh teacher network scaled to unit variance, weights "
+            "N(0, 1/fan_in), zero biases, MSE; lr the largest of 0.1/0.05/0.02/0.01 whose loss "
+            "falls steadily; epochs fixed in the table after `python bench/grid.py "
+            "--calibrate`, which aims the numpy row at 100 ms.", ""]
+    if png_name:
+        text += [f"![numpy / fastnn and fastnn / gemm-floor against multiply-adds per step]"
+                 f"({png_name})", ""]
+    failed = [f"{name} {label}: {r['error']}" for name, _, _, g in points
+              for label, r in g["rows"].items() if "error" in r]
+    if failed:
+        text += ["Rows that failed verification (not timed):", ""] + [f"- {f}" for f in failed]
+    return "\n".join(text)
+
+
+def act_families(results):
+    """[(family, {activation: median}, group)]: interleaved act groups, else the grid's rows."""
+    out = []
+    for name, g in results.named("act:").items():
+        out.append((name[len("act:"):], {a: r.get("median") for a, r in g["rows"].items()}, g))
+    if out:
+        return out
+    fams = {}
+    for _, info, med, g in grid_points(results):
+        if info.get("family"):
+            fams.setdefault(info["family"], ({}, g))[0][info["activation"]] = med.get("fastnn")
+    return [(f, acts, g) for f, (acts, g) in fams.items()]
+
+
+def act_section(results):
+    fams = act_families(results)
+    if not fams:
+        return ""
+    rows = []
+    for fam, acts, g in fams:
+        rows.append([fam] + [fmt_time(acts.get(a)) for a in ("relu", "sigmoid", "tanh")]
+                    + [fmt_ratio(ratio(acts.get(a), acts.get("relu")))
+                       for a in ("sigmoid", "tanh")])
+    nets = {info.get("family"): describe_net(info) + (", shuffled" if info.get("shuffle") else "")
+            for _, info, _, _ in grid_points(results) if info.get("family")}
+    notes = [f"- `{f}`: {nets[f]}" for f, _, _ in fams if f in nets]
+    return "\n".join([table(["network", "relu", "sigmoid", "tanh", "sigmoid / relu",
+                             "tanh / relu"], rows), "", source_line(g for *_, g in fams),
+                      "", "fastnn alone, the three activations of one network timed alternately "
+                      "(groups `act:*`)."] + [""] + notes)
+
+
+def grid_targets(results):
+    pts = [(n, i, m) for n, i, m, _ in grid_points(results)
+           if m.get("fastnn") and m.get("numpy")]
+    speed = [(n, m["numpy"] / m["fastnn"]) for n, i, m in pts]
+    s = "grid"
+    out = [count_target(s, "no point below 1.0× numpy", "numpy / fastnn ≥ 1 everywhere", speed,
+                        lambda p: p[1] >= 1.0, lambda ps: min(ps, key=lambda p: p[1]),
+                        lambda p: f"{fmt_ratio(p[1])} ({p[0]})")]
+    med = statistics.median([r for _, r in speed]) if speed else None
+    out.append(bound("median numpy / fastnn", s, med, "≥ 3×", True, 3.0))
+    blas = [(n, m["fastnn"] / m["gemm-floor"]) for n, i, m in pts
+            if i.get("size_class") == "blas" and m.get("gemm-floor")]
+    out.append(count_target(s, "every layer ≥ 32k MACs per step: fastnn / gemm-floor",
+                            "≤ 1.15×", blas, lambda p: p[1] <= 1.15,
+                            lambda ps: max(ps, key=lambda p: p[1]),
+                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+    tiny = [(n, r) for (n, r), (_, i, _) in zip(speed, pts) if i.get("size_class") == "tiny"]
+    out.append(count_target(s, "every layer < 4k MACs per step: numpy / fastnn", "≥ 5×", tiny,
+                            lambda p: p[1] >= 5.0, lambda ps: min(ps, key=lambda p: p[1]),
+                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+    acts = [(f"{fam} {a}", ratio(t.get(a), t.get("relu"))) for fam, t, _ in act_families(results)
+            for a in ("sigmoid", "tanh") if ratio(t.get(a), t.get("relu")) is not None]
+    out.append(count_target(s, "tanh and sigmoid time / relu time, same network", "≤ 1.3×", acts,
+                            lambda p: p[1] <= 1.3, lambda ps: max(ps, key=lambda p: p[1]),
+                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+    sized = [(n, m["numpy"]) for n, i, m in pts]
+    out.append(count_target(s, "numpy row within 20–500 ms (epochs sizing)", "all points", sized,
+                            lambda p: NUMPY_RANGE[0] <= p[1] <= NUMPY_RANGE[1],
+                            lambda ps: max(ps, key=lambda p: abs(math.log(p[1] / 0.1))),
+                            lambda p: f"{fmt_time(p[1])} ({p[0]})"))
+    return out
+
+
+def verification_target(results):
+    """Every timed row was checked against the reference first; a failure is shown here."""
+    rows = [(f"{name} {label}", r) for name, g in results.groups.items()
+            if not name.startswith("startup") for label, r in g["rows"].items()
+            if "missing" not in r]
+    return [count_target("all", "rows verified against fastnn.reference before timing", "all",
+                         rows, lambda p: "error" not in p[1],
+                         lambda ps: next((p for p in ps if "error" in p[1]), None),
+                         lambda p: "none failed" if p is None else f"failed: {p[0]}")]
+
+
+# ------------------------------------------------------------------- classify
+CLASSIFY_IMPLS = ["fastnn", "numpy", "torch", "sklearn"]
+
+
+def classify_section(results):
+    groups = results.named("classify:")
+    if not groups:
+        return ""
+    rows = []
+    for name, g in groups.items():
+        f = results.median(name, "fastnn")
+        for label in CLASSIFY_IMPLS:
+            r = g["rows"].get(label, {})
+            rows.append([label, row_cell(g, label),
+                         fmt_ratio(ratio(results.median(name, label), f)),
+                         r.get("verified") or r.get("error") or r.get("missing") or "—"])
+    info = next((r["info"] for g in groups.values() for r in g["rows"].values() if r.get("info")),
+                {})
+    return "\n".join([
+        f"Data: {info.get('data', '?')}; network "
+        f"{'→'.join(map(str, info.get('widths', [])))}, relu, softmax_ce on integer labels, "
+        f"{info.get('optimizer', 'Adam')}, batch_size {info.get('batch')}, shuffled (seed 0), "
+        f"{info.get('epochs')} epochs. torch: autograd, `torch.optim.Adam`, "
+        "`F.cross_entropy`, the same row orders; sklearn: `MLPClassifier(hidden_layer_sizes=(64,), "
+        "solver=\"adam\", batch_size=32, max_iter=30, tol=0, n_iter_no_change=10**9, alpha=0, "
+        "random_state=0, shuffle=True).fit` (only the fit timed).", "",
+        table(["row", "median", "time / fastnn", "checked"], rows, ["l", "r", "r", "l"]), "",
+        source_line(groups.values())])
+
+
+def classify_targets(results):
+    name = next(iter(results.named("classify:")), None)
+    f = results.median(name, "fastnn") if name else None
+    return [bound("sklearn fit / fastnn", "classify", ratio(results.median(name, "sklearn"), f)
+                  if name else None, "≥ 5×", True, 5.0),
+            bound("torch eager / fastnn", "classify", ratio(results.median(name, "torch"), f)
+                  if name else None, "≥ 3×", True, 3.0)]
+
+
+# ----------------------------------------------------------------------- busy
+def busy_ratios(w):
+    c = {k: v["median"] for k, v in w["configs"].items()}
+    return {"loaded / quiet": ratio(c.get("loaded/default"), c.get("quiet/default")),
+            "loaded / quiet, FASTNN_THREADS=1": ratio(c.get("loaded/threads1"),
+                                                      c.get("quiet/threads1")),
+            "default / FASTNN_THREADS=1, quiet": ratio(c.get("quiet/default"),
+                                                       c.get("quiet/threads1")),
+            "default / FASTNN_THREADS=1, loaded": ratio(c.get("loaded/default"),
+                                                        c.get("loaded/threads1"))}
+
+
+def busy_section(results):
+    b = results.busy
+    if not b:
+        return ""
+    configs = ["quiet/default", "loaded/default", "quiet/threads1", "loaded/threads1"]
+    rows = []
+    for label, w in b["workloads"].items():
+        r = busy_ratios(w)
+        rows.append([label] + [fmt_time(w["configs"].get(c, {}).get("median")) for c in configs]
+                    + [fmt_ratio(v) for v in r.values()])
+    header = ["workload", "quiet", "loaded", "quiet, T=1", "loaded, T=1"] + list(
+        busy_ratios(next(iter(b["workloads"].values()))))
+    s = b["source"]
+    return "\n".join([
+        table(header, rows), "",
+        f"Source: `{s['file']}` ({s['datetime']} UTC, `{s['command']}`), "
+        f"{b['settings']['rounds']} rounds. fastnn only, each workload in fresh worker "
+        "processes; \"loaded\": another process runs `while True: pass` meanwhile; "
+        "\"T=1\": FASTNN_THREADS=1; default: no thread variable set. Medians over rounds "
+        "of each worker's median. " + _busy_load(b) + "Workloads: " + "; ".join(
+            f"{label} = {describe_point(w['info']) if w['kind'] == 'grid' else w['key']}"
+            for label, w in b["workloads"].items()) + "."])
+
+
+def _busy_load(b):
+    loads = {c: statistics.median(v) for c, v in b.get("load_average_before", {}).items() if v}
+    if not loads:
+        return ""
+    return ("Median 1-minute load average before a measurement (other users of the machine; "
+            "the spinner adds about 1): " + ", ".join(f"{c} {v:.2f}" for c, v in loads.items())
+            + ". ")
+
+
+def busy_targets(results):
+    b = results.busy
+    items = [] if not b else [(label, busy_ratios(w)) for label, w in b["workloads"].items()]
+
+    def over(key, goal, limit):
+        vals = [(lab, r[key]) for lab, r in items if r[key] is not None]
+        return count_target("busy", key, goal, vals, lambda p: p[1] <= limit,
+                            lambda ps: max(ps, key=lambda p: p[1]),
+                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})")
+    return [over("loaded / quiet", "≤ 2×", 2.0),
+            over("default / FASTNN_THREADS=1, loaded", "≤ 1.1×", 1.1),
+            over("default / FASTNN_THREADS=1, quiet", "≤ 1.1×", 1.1)]
+
+
+# -------------------------------------------------------------------- startup
+def derived(results, group, row, key):
+    r = results.groups.get(group, {}).get("rows", {}).get(row)
+    return None if r is None else r.get("info", {}).get("derived", {}).get(key)
+
+
+def startup_section(results):
+    rows = []
     for name in ("python", "numpy", "numba", "fastnn"):
-        b = imp.get(name)
-        if b is None:
-            continue
-        inner = b["extra_info"].get("derived", {}).get("import_s")
-        what = "interpreter start-up (`python -c pass`)" if name == "python" else f"`import {name}`"
-        rows.append([what, "—" if name == "python" else fmt_time(inner), fmt_time(median(b), b)])
-    for group, key, what in (("startup-first-call", "first_call_extra_s",
-                              "first `train` call with a warm cache, minus a warm call"),
-                             ("startup-compile", "compile_s",
-                              "first-ever compile, {workload}'s float64 training "
-                              "({path}; empty cache)")):
-        for b in groups.get(group, {}).values():
-            v = b.get("extra_info", {}).get("derived", {}).get(key)
-            if v is not None:
-                rows.append([what.format(**b["extra_info"]) if "{" in what else what,
-                             fmt_time(v), fmt_time(median(b), b)])
+        g = results.groups.get("startup-import", {}).get("rows", {}).get(name)
+        if g:
+            python = name == "python"
+            what = "interpreter start-up (`python -c pass`)" if python else f"`import {name}`"
+            inner = derived(results, "startup-import", name, "import_s")
+            rows.append([what, "—" if python else fmt_time(inner), fmt_time(g["median"], g)])
+    for path, g in results.groups.get("startup-compile", {}).get("rows", {}).items():
+        paths = g["info"].get("paths", [path])
+        per_path = g["info"].get("derived", {}).get("per_path_s", {})
+        split = "" if len(per_path) < 2 else " (" + ", ".join(
+            f"{p} {fmt_time(s)}" for p, s in per_path.items()) + ")"
+        rows.append([f"first-ever call, empty cache: {' + '.join(paths)}, "
+                     f"{g['info'].get('dtype')}",
+                     fmt_time(derived(results, "startup-compile", path, "compile_s")) + split,
+                     fmt_time(g["median"], g)])
+    for path, g in results.groups.get("startup-first-call", {}).get("rows", {}).items():
+        d = g["info"].get("derived", {})
+        rows.append([f"first call with a warm cache, minus a warm call: {path}",
+                     fmt_time(d.get("first_call_extra_s")), fmt_time(g["median"], g)])
     if not rows:
         return ""
-    text = table(["start-up cost", "measured in the fresh process", "whole subprocess"], rows)
-    fc = groups.get("startup-first-call", {})
-    if fc:
-        d = next(iter(fc.values()))["extra_info"].get("derived", {})
-        if "first_call_s" in d:
-            text += (f"\n\nFirst-call benchmark: relu2's shape for 3 epochs, first call "
-                     f"{fmt_time(d['first_call_s'])}, warm call {fmt_time(d['warm_call_s'])} "
-                     "(medians over fresh processes sharing one warm NUMBA_CACHE_DIR).")
-    return text
+    groups = [results.groups[n] for n in ("startup-import", "startup-compile", "startup-first-call")
+              if n in results.groups]
+    return "\n".join([table(["start-up cost", "measured in the fresh process", "whole subprocess"],
+                            rows), "", source_line(groups), "",
+                      "Paths (bench/_paths.py, 3 epochs each): generic = mlp3_gd's shape "
+                      "(any batch size, loss, optimizer), sample = mlp3_sgd (batch_size=1, "
+                      "widths ≤ 8), gram = relu2 (full batch of 64 rows × 1000 features). "
+                      "A compile row's fresh-process figure is the sum over its paths of "
+                      "(first call − fastest warm call)."])
 
 
-def sweep_section(groups):
-    sweep = {}
-    for g, rows in groups.items():
-        if g.startswith("sweep-h"):
-            for impl, b in rows.items():
-                h = b["extra_info"].get("sweep_hidden")
-                sweep.setdefault(h, {})[impl] = b
-    if not sweep:
-        return ""
-    rows = []
-    epochs = None
-    for h in sorted(sweep):
-        r = sweep[h]
-        med = {i: median(r.get(i)) for i in ("fastnn", "numpy", "gemm-floor")}
-        any_b = next(iter(r.values()))
-        flops = any_b["extra_info"].get("gemm_flops")
-        epochs = any_b["extra_info"].get("epochs", epochs)
-        gf = lambda s: "—" if s is None or not flops else f"{flops / s / 1e9:.3g}"  # noqa: E731
-        rows.append([h] + [fmt_time(med[i], r.get(i)) for i in med]
-                    + [fmt_ratio(med["numpy"], med["fastnn"]),
-                       fmt_ratio(med["fastnn"], med["gemm-floor"]),
-                       gf(med["fastnn"]), gf(med["gemm-floor"])])
-    text = table(["hidden", "fastnn", "numpy", "gemm-floor", "numpy / fastnn",
-                  "fastnn / gemm-floor", "fastnn GFLOP/s", "gemm-floor GFLOP/s"], rows)
-    return (text + f"\n\nrelu2's shape (64×1000 → hidden → 10, ReLU, SSE, float64), {epochs} epochs; "
-            "GFLOP/s counts the floating-point operations of a per-epoch loop's products "
-            "only; fastnn's Gram path does fewer, so its figure is an effective rate.")
+def startup_targets(results):
+    s = "start-up"
+    out = [bound("`import fastnn`", s, derived(results, "startup-import", "fastnn", "import_s"),
+                 "≤ 0.6 s", False, 0.6, shown=fmt_time(derived(results, "startup-import", "fastnn",
+                                                                "import_s")))]
+    firsts = [(p, g["info"].get("derived", {}).get("first_call_extra_s")) for p, g in
+              results.groups.get("startup-first-call", {}).get("rows", {}).items()]
+    out.append(count_target(s, "first call with a warm cache − warm call, per path", "≤ 0.15 s",
+                            [f for f in firsts if f[1] is not None], lambda p: p[1] <= 0.15,
+                            lambda ps: max(ps, key=lambda p: p[1]),
+                            lambda p: f"{fmt_time(p[1])} ({p[0]})"))
+    compiles = [(p, derived(results, "startup-compile", p, "compile_s"))
+                for p in results.groups.get("startup-compile", {}).get("rows", {}) if p != "all"]
+    out.append(count_target(s, "first-ever compile, one path (float64)", "≤ 5 s",
+                            [c for c in compiles if c[1] is not None], lambda p: p[1] <= 5.0,
+                            lambda ps: max(ps, key=lambda p: p[1]),
+                            lambda p: f"{fmt_time(p[1])} ({p[0]})"))
+    total = derived(results, "startup-compile", "all", "compile_s")
+    out.append(bound("first-ever compile, every path in one process (float64)", s, total,
+                     "≤ 15 s", False, 15.0, shown=fmt_time(total)))
+    return out
 
 
-def report(paths, command):
-    machine, when, groups = load(paths)
-    parts = ["## Performance", "",
-             f"Generated by `{command}` from one `pytest --benchmark-only` run "
-             "(see bench/report.py); "
-             "medians of whole training runs, every implementation checked against "
-             "`fastnn.reference` before it was timed.", "",
-             machine_section(machine, when)]
-    for title, body in (("Workloads", workload_section(groups)),
-                        ("Targets (issues 3 and 4)", targets_section(groups)),
-                        ("Start-up", startup_section(groups)),
-                        ("Width sweep", sweep_section(groups))):
-        if body:
-            parts += ["", f"### {title}", "", body]
+# ----------------------------------------------------------------------- plot
+def write_png(results, path):
+    """numpy/fastnn and fastnn/gemm-floor against multiply-adds per step; False without
+    matplotlib or grid results."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    pts = [(macs_step(i), i, m) for _, i, m, _ in grid_points(results)
+           if macs_step(i) and m.get("fastnn")]
+    if not pts:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    panels = [(axes[0], "numpy", True, "numpy / fastnn (higher: fastnn faster)",
+               [(1, "1×"), (3, "median goal 3×"), (5, "tiny goal 5×")]),
+              (axes[1], "gemm-floor", False, "fastnn / gemm-floor (lower: closer to the products)",
+               [(1, "1×"), (1.15, "BLAS-sized goal 1.15×")])]
+    for ax, other, over_fastnn, title, lines in panels:
+        _plot_panel(ax, pts, other, over_fastnn, title, lines)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+COLORS = {"relu": "tab:blue", "sigmoid": "tab:orange", "tanh": "tab:green"}
+MARKERS = {"blas": "s", "tiny": "^", "": "o"}
+
+
+def _plot_panel(ax, pts, other, over_fastnn, title, lines):
+    for macs, info, m in pts:
+        if not m.get(other):
+            continue
+        r = m[other] / m["fastnn"] if over_fastnn else m["fastnn"] / m[other]
+        ax.scatter(macs, r, color=COLORS.get(info.get("activation"), "gray"),
+                   marker=MARKERS.get(info.get("size_class") or "", "o"),
+                   facecolors="none" if info.get("dtype") == "float32" else None, s=45)
+    for k, (y, text) in enumerate(lines):
+        ax.axhline(y, color="gray", lw=0.8, ls="--")
+        ax.annotate(text, (0.01, y), xycoords=("axes fraction", "data"), fontsize=8,
+                    color="gray", va="bottom" if k else "top")  # 1x's label below its line
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("forward multiply-adds per step (all layers)")
+    ax.set_title(title, fontsize=10)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=a) for a, c in COLORS.items()]
+    handles += [Line2D([], [], color="k", marker=mk, ls="",
+                       label={"blas": "every layer ≥ 32k", "tiny": "every layer < 4k",
+                              "": "in between"}[k]) for k, mk in MARKERS.items()]
+    handles.append(Line2D([], [], color="k", marker="o", ls="", mfc="none",
+                          label="float32 (hollow)"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
+
+
+# --------------------------------------------------------------------- report
+def report(results, command, png_name):
+    targets = (verification_target(results) + seed_targets(results) + grid_targets(results)
+               + classify_targets(results) + busy_targets(results) + startup_targets(results))
+    measured = [t for t in targets if t.met is not None]
+    parts = [f"<!-- generated by `{command}` (bench/report.py); do not edit by hand -->",
+             "# Performance", "",
+             "Every number below comes from the result files named in each section; nothing "
+             "is typed by hand. Medians of whole training runs; one BLAS thread for every row "
+             "(threadpoolctl, `torch.set_num_threads(1)`, single-threaded XLA); every row "
+             "checked against `fastnn.reference` before it was timed. Ratios come from one "
+             "run in which a group's rows were timed alternately (bench/grid.py), unless a "
+             "section says pytest-benchmark. This is a shared 2-core VM: single rows move by "
+             "10–50% between runs; compare ratios within a run.", "",
+             machine_section(results), "", "## Targets", "",
+             f"{sum(t.met for t in measured)} of {len(measured)} measured targets met; "
+             f"{len(targets) - len(measured)} not measured in these results.", "",
+             table(["area", "target", "goal", "this run", "met"], [t.cells() for t in targets],
+                   ["l", "l", "l", "r", "l"])]
+    for title, body in (("Seed workloads", seeds_section(results)),
+                        ("Grid", grid_section(results, png_name)),
+                        ("Activations", act_section(results)),
+                        ("Classification (`classify`)", classify_section(results)),
+                        ("Busy machine", busy_section(results)),
+                        ("Start-up and compile", startup_section(results))):
+        parts += ["", f"## {title}", "", body or "Not measured in these results."]
+    parts += ["", "## Reproduce", "", "```",
+              "python bench/report.py --run          # everything, then this page",
+              "python bench/grid.py                  # the grid alone (interleaved)",
+              "python bench/busy.py                  # the busy-machine runs",
+              "pytest --benchmark-only               # pytest-benchmark, every group",
+              "```"]
     return "\n".join(parts) + "\n"
 
 
+def run_pieces(pieces):
+    os.makedirs(RESULTS, exist_ok=True)
+    for piece in pieces:
+        cmd, _ = RUNS[piece]
+        print("running: " + " ".join(cmd), file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr)
+        if proc.returncode != 0:  # a failed verification still leaves its results to report
+            print(f"{piece} exited with {proc.returncode}; reporting what was recorded",
+                  file=sys.stderr)
+
+
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("json", nargs="*", help="pytest-benchmark JSON file(s) to report")
-    ap.add_argument("--run", action="store_true", help="run the benchmarks first")
-    ap.add_argument("--json", dest="out", default=None,
-                    help="where --run keeps its JSON (default: a temporary file, removed)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("json", nargs="*", help="result files (default: bench/results/*.json)")
+    ap.add_argument("--run", action="store_true", help="measure first (see --only)")
+    ap.add_argument("--only", default=",".join(RUNS), help="pieces --run measures: "
+                    + ",".join(RUNS))
+    ap.add_argument("--out", default=DOC, help="the Markdown file (default docs/performance.md)")
+    ap.add_argument("--png", default=PNG, help="the plot (default docs/performance.png)")
     args = ap.parse_args(argv)
     if args.run:
-        keep = args.out is not None
-        if not keep:
-            fd, args.out = tempfile.mkstemp(prefix="fastnn-bench-", suffix=".json")
-            os.close(fd)
-            os.unlink(args.out)
-        cmd = [sys.executable, "-m", "pytest", "bench", "--benchmark-only", "-q",
-               "-p", "no:cacheprovider", f"--benchmark-json={args.out}"] + extra
-        print("running: " + " ".join(cmd), file=sys.stderr)
-        # pytest's own output goes to stderr so that stdout is only the report
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr)
-        if proc.returncode != 0:
-            print(f"pytest exited with {proc.returncode}; reporting what was recorded",
-                  file=sys.stderr)
-        if not os.path.exists(args.out):
-            return proc.returncode or 1
-        paths = args.json + [args.out]
-        command = "python bench/report.py --run"
-        try:
-            sys.stdout.write(report(paths, command))
-        finally:
-            if not keep:
-                os.unlink(args.out)
-        return 0
-    else:
-        if not args.json:
-            ap.error("give a pytest-benchmark JSON file, or --run")
-        paths = args.json
-        command = "python bench/report.py " + " ".join(os.path.basename(p) for p in paths)
-    sys.stdout.write(report(paths, command))
+        run_pieces([p for p in args.only.split(",") if p])
+    paths = args.json or sorted(glob.glob(os.path.join(RESULTS, "*.json")))
+    if not paths:
+        ap.error("no result files: give some, or --run")
+    results = load(paths)
+    png_ok = write_png(results, args.png)
+    png_name = None
+    if png_ok:  # the image link is relative to the Markdown file
+        png_name = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.out)))
+    command = "python bench/report.py" + (" --run" if args.run else "") + (
+        " " + " ".join(os.path.relpath(p, ROOT) for p in args.json) if args.json else "")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(report(results, command, png_name))
+    print(f"wrote {os.path.relpath(args.out, ROOT)}"
+          + (f" and {os.path.relpath(args.png, ROOT)}" if png_ok else " (no plot: matplotlib "
+             "or grid results missing)"), file=sys.stderr)
     return 0
 
 
