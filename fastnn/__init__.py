@@ -42,6 +42,7 @@ from . import reference  # noqa: E402
 from ._driver import History, predict, train  # noqa: E402
 from ._errors import DivergenceError  # noqa: E402
 from ._gradcheck import gradcheck  # noqa: E402
+from ._many import predict_many, train_many  # noqa: E402
 from .optim import SGD, Adam  # noqa: E402
 
 # ``import fastnn.train`` must work and must not replace the function: the import
@@ -49,5 +50,5 @@ from .optim import SGD, Adam  # noqa: E402
 _sys.modules[__name__ + ".train"] = train
 
 __version__ = "0.2.0"
-__all__ = ["train", "predict", "gradcheck", "SGD", "Adam", "History", "DivergenceError",
-           "reference", "kernels"]
+__all__ = ["train", "predict", "train_many", "predict_many", "gradcheck", "SGD", "Adam",
+           "History", "DivergenceError", "reference", "kernels"]

@@ -45,9 +45,92 @@ class History(NamedTuple):
 def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None, optimizer=None,
           epochs, batch_size=None, shuffle=False, seed=None, validation=None, early_stopping=None,
           check_finite=True, print_every=None, callback=None, callback_every=1, progress=False):
-    """Train a dense network in place; returns the loss of every epoch.
+    """Train a dense network in place, as the hand-written NumPy loop would.
 
-    See ``fastnn.train.__doc__`` (set in ``fastnn/_docs.py``) for the full reference.
+    Each epoch runs forward, loss, backward and update over the rows of ``x`` in
+    batches; the weights and biases are updated in place (``w -= lr * grad``).
+
+    Parameters
+    ----------
+    x : array_like (N, n_0)
+        Inputs, converted to the weights' dtype.
+    y : array_like (N, n_L), or (N,)
+        Targets. A 1-D y is the column of a one-output network, or the integer
+        class labels of ``loss="softmax_ce"`` (bitwise the numbers of their one-hot rows).
+    weights : list of ndarray (n_i, n_{i+1})
+        One per layer, float32 or float64, all one dtype (it sets the computation's).
+        Updated in place; any strides.
+    biases : list of ndarray (n_{i+1},) or (1, n_{i+1}), optional
+        One per layer, updated in place.
+    activation : str or list of str, default "relu"
+        Of the hidden layers: "relu", "sigmoid", "tanh" or "identity" (one name, or
+        one per hidden layer). The output layer is linear; the loss may apply a softmax
+        or a sigmoid.
+    loss : {"sse", "mse", "softmax_ce", "sigmoid_bce"}, default "sse"
+        On a batch of m rows, z the output layer, the reported loss / the gradient a
+        step follows: "sse" sum (z - y)^2 / 2 (z - y); "mse" sum (z - y)^2 / (m n_L) /
+        (z - y) / m; "softmax_ce" mean over rows of -sum_c y_c log p_c, p = softmax(z) /
+        (p - y) / m; "sigmoid_bce" mean over rows of sum of max(z, 0) - z y +
+        log(1 + exp(-|z|)) / (sigmoid(z) - y) / m.
+    lr : float, optional
+        Plain SGD with this learning rate: ``p -= lr * grad``.
+    optimizer : fastnn.SGD or fastnn.Adam, optional
+        Instead of lr (give exactly one). It keeps its state: a later call with the
+        same optimizer and arrays continues exactly.
+    epochs : int
+        Passes over the data (an upper bound: memory follows the epochs run).
+    batch_size : int, optional
+        Rows per step (the last batch may be shorter); None: the full batch.
+    shuffle : bool, default False
+        A new row order every epoch: ``rng.permutation(N)`` of
+        ``rng = np.random.default_rng(seed)``.
+    seed : int, SeedSequence or Generator, optional
+    validation : (x_val, y_val), optional
+        The validation loss (the loss of all its rows as one batch) after every epoch,
+        computed in the compiled loop; train then returns a :class:`fastnn.History`.
+    early_stopping : int, optional
+        Stop after this many epochs without a lower validation loss, and leave the
+        weights and the optimizer's state at the best epoch (bitwise what training
+        that many epochs gives); they also end there when the epochs run out.
+    check_finite : bool, default True
+        Stop with :class:`fastnn.DivergenceError` when a loss or a parameter becomes
+        NaN or Inf; False behaves like the NumPy loop.
+    print_every : int, optional
+        Print ``epoch loss`` every this many epochs, as the seed notebooks do.
+    callback : callable(epoch, loss), optional
+        Called every ``callback_every`` epochs with the weights and biases up to date;
+        returning False stops training after that epoch.
+    callback_every : int, default 1
+    progress : bool, default False
+        A progress bar (tqdm if installed, else a line on stderr).
+
+    Returns
+    -------
+    ndarray (epochs run,) float64
+        The loss of every epoch: the mean of its steps' losses, each computed on its
+        batch before that batch's update. With ``validation``, a
+        :class:`fastnn.History` (``loss``, ``val_loss``, ``best_epoch``, ``stopped_early``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, naming the argument, what was expected and what was found;
+        nothing is modified.
+    DivergenceError
+        A non-finite loss or parameter (with ``check_finite``); the arrays hold the
+        last finite epoch, ``.history`` the losses before it.
+    KeyboardInterrupt
+        Within a fraction of a second; the arrays hold a completed epoch and the
+        exception's ``.history`` the losses of the completed epochs.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.standard_normal((64, 1000)), rng.standard_normal((64, 10))
+    >>> w1, w2 = rng.standard_normal((1000, 100)), rng.standard_normal((100, 10))
+    >>> history = fastnn.train(x, y, [w1, w2], lr=1e-6, epochs=500)
+    >>> history[-1] < 1e-3 * history[0]
+    True
     """
     optimizer = resolve(lr, optimizer)
     epochs, batch_size = check_schedule(epochs, batch_size, shuffle, seed)
@@ -87,58 +170,72 @@ def fit(run, epochs, orders, hooks):
 
     ``orders(count, n_rows)`` gives the row orders of the next ``count`` epochs
     (None: every epoch in row order)."""
-    if run.check == KN.CHECK_LOSS and not np.isfinite(run.params).all():
-        raise ValueError("weights and biases must be finite before training "
-                         "(or pass check_finite=False)")
-    validating = run.xv.shape[0] > 0
+    check_start(run)
     parts, val_parts = [], []
     done, rate = 0, 1e9  # rate: work units per second, re-measured after every chunk
-    per_epoch = _work_per_epoch(run)
-    phase = "idle"  # "running": a chunk not yet accepted; "accepted": being written back
+    per_epoch = work_per_epoch(run)
     try:
         while done < epochs:
             count = hooks.chunk_epochs(done, epochs, CHUNK_SECONDS * rate / per_epoch)
-            if orders is None:
-                order = NO_ORDER
-            else:  # at most MAX_ORDER_ELEMENTS drawn ahead
-                count = max(1, min(count, MAX_ORDER_ELEMENTS // run.x.shape[0]))
-                order = orders(count, run.x.shape[0])
-            losses, vlosses = np.zeros(count), np.zeros(count if validating else 0)
-            run.checkpoint()
-            phase = "running"
-            t0 = time.perf_counter()
             with _blas_threads(run.uses_blas):
-                status = run.call(losses, vlosses, order, run.check)
-            elapsed = time.perf_counter() - t0
-            stopped = run.track[KN.STOPPED] != 0
-            if status == KN.PARAMS_NOT_FINITE or (status < count and not stopped):
-                bad = _locate_divergence(run, losses, vlosses, order)
-                parts.append(losses[:bad])
-                val_parts.append(vlosses[:bad])
-                phase = "idle"
+                losses, vlosses, bad, elapsed = advance(run, count, orders)
+            parts.append(losses)
+            val_parts.append(vlosses)
+            if bad is not None:
                 raise DivergenceError(done + bad, *_last(parts), run.optimizer.lr,
-                                      val_history=_joined(val_parts) if validating else None)
-            phase = "accepted"
-            run.store()
-            phase = "idle"
-            parts.append(losses[:status])
-            val_parts.append(vlosses[:status])
-            done += status
-            rate = min(8 * rate, status * per_epoch / max(elapsed, 1e-6))
-            if hooks.after_chunk(losses[:status], done) or stopped:
+                                      val_history=_joined(val_parts) if run.validating else None)
+            done += len(losses)
+            rate = min(8 * rate, len(losses) * per_epoch / max(elapsed, 1e-6))
+            if hooks.after_chunk(losses, done) or run.track[KN.STOPPED]:
                 break
     except KeyboardInterrupt as exc:
-        if phase == "running":
-            run.restore()  # the user's arrays hold the end of the last accepted chunk
-        elif phase == "accepted":
-            run.store()  # finish a write-back the interrupt may have cut short
+        settle(run)
         exc.history = _joined(parts)
-        if validating:
+        if run.validating:
             exc.val_history = _joined(val_parts)
         raise
     finally:
         hooks.close()
     return _joined(parts), _joined(val_parts)
+
+
+def check_start(run):
+    if run.check == KN.CHECK_LOSS and not np.isfinite(run.params).all():
+        raise ValueError("weights and biases must be finite before training "
+                         "(or pass check_finite=False)")
+
+
+def advance(run, count, orders):
+    """Up to count epochs in one compiled call, from the last accepted state.
+
+    Returns (losses, val_losses, bad, seconds). bad is None when the epochs were accepted
+    and written back (early stopping may end them sooner than count); else it is the
+    index of the first non-finite epoch, and the user's arrays hold the epoch before it.
+    The caller sets the BLAS threads (_blas_threads)."""
+    order, count = _chunk_orders(run, orders, count)
+    losses, vlosses = np.zeros(count), np.zeros(count if run.validating else 0)
+    run.checkpoint()
+    run.phase = "running"
+    t0 = time.perf_counter()
+    status = run.call(losses, vlosses, order, run.check)
+    elapsed = time.perf_counter() - t0
+    if status == KN.PARAMS_NOT_FINITE or (status < count and not run.track[KN.STOPPED]):
+        bad = _locate_divergence(run, losses, vlosses, order)
+        run.phase = "idle"
+        return losses[:bad], vlosses[:bad], bad, elapsed
+    run.phase = "accepted"
+    run.store()
+    run.phase = "idle"
+    return losses[:status], vlosses[:status], None, elapsed
+
+
+def settle(run):
+    """After an interrupt: the user's arrays and the optimizer at a completed epoch."""
+    if run.phase == "running":
+        run.restore()  # the user's arrays hold the end of the last accepted chunk
+    elif run.phase == "accepted":
+        run.store()  # finish a write-back the interrupt may have cut short
+    run.phase = "idle"
 
 
 def _joined(parts):
@@ -150,12 +247,28 @@ def _last(parts):
     return (float(history[-1]) if len(history) else None), history
 
 
-def _work_per_epoch(run):
-    """A chunk-sizing estimate: multiply-adds of an epoch plus a per-step overhead."""
-    widths = run.net.widths
+def work_per_epoch(run):
+    """A chunk-sizing estimate for a run (see work_per_epoch_of), validation included."""
+    return (work_per_epoch_of(run.net.widths, run.n_rows, run.batch)
+            + work_per_epoch_of(run.net.widths, run.xv.shape[0], max(run.xv.shape[0], 1)) / 3)
+
+
+def work_per_epoch_of(widths, n_rows, batch):
+    """Multiply-adds of an epoch's forward and backward, plus a per-step overhead."""
     macs = sum(a * b for a, b in zip(widths, widths[1:]))
-    rows = run.x.shape[0] + (run.xv.shape[0] if run.xv.shape[0] else 0)
-    return 3 * rows * macs + 500 * run.n_steps * len(run.net.weights)
+    return 3 * n_rows * macs + 500 * -(-n_rows // batch) * (len(widths) - 1)
+
+
+def _chunk_orders(run, orders, count):
+    """The rows of the next count epochs (at most MAX_ORDER_ELEMENTS drawn ahead) as the
+    kernels take them, and count."""
+    if orders is None and run.rows is None:
+        return NO_ORDER, count
+    count = max(1, min(count, MAX_ORDER_ELEMENTS // run.n_rows))
+    if orders is None:  # a subset of the rows, in its order, every epoch
+        return np.broadcast_to(run.rows, (count, run.n_rows)).copy(), count
+    order = orders(count, run.n_rows)
+    return (order if run.rows is None else run.rows[order]), count
 
 
 def _locate_divergence(run, losses, vlosses, orders):
@@ -180,22 +293,39 @@ def _restore_best(run):
     run.store()
 
 
-_controller = []
-
-
 def _blas_threads(uses_blas):
     """One BLAS thread for the kernels' products, the user's setting restored after.
 
     OpenBLAS's threads spin while they wait for work; beside another busy process
-    a second thread made a run 10-60x slower (docs/design.md), and a layer small
+    a second thread made runs many times slower (docs/design.md), and a layer small
     enough for fastnn gains little from it.
     """
     if not uses_blas or config.DISABLE_JIT:
         return contextlib.nullcontext()
-    if not _controller:
-        from threadpoolctl import ThreadpoolController
-        _controller.append(ThreadpoolController())
-    return _controller[0].limit(limits=1, user_api="blas")
+    return _OneBlasThread()
+
+
+class _OneBlasThread:
+    """Set every BLAS library to one thread, and back to its own count on exit; a library
+    already on one thread is left alone (two calls per chunk, not threadpoolctl's rescan)."""
+
+    libraries = None  # threadpoolctl's controllers of the loaded BLAS libraries, found once
+
+    def __enter__(self):
+        if _OneBlasThread.libraries is None:
+            from threadpoolctl import ThreadpoolController
+            _OneBlasThread.libraries = ThreadpoolController().select(
+                user_api="blas").lib_controllers
+        self.changed = []
+        for library in _OneBlasThread.libraries:
+            threads = library.get_num_threads()
+            if threads != 1:
+                library.set_num_threads(1)
+                self.changed.append((library, threads))
+
+    def __exit__(self, *exc):
+        for library, threads in self.changed:
+            library.set_num_threads(threads)
 
 
 class Hooks:
@@ -204,6 +334,7 @@ class Hooks:
     def __init__(self, epochs, print_every, callback, callback_every, progress):
         self.print_every, self.callback, self.every = print_every, callback, callback_every
         self.bar = _Progress(epochs) if progress else None
+        self.bar_done = 0
 
     def chunk_epochs(self, done, epochs, affordable):
         """Epochs in the next chunk: what the time budget affords, cut at the next callback."""
@@ -222,6 +353,17 @@ class Hooks:
             self.bar.update(end, losses[-1])
         if self.callback is not None and end % self.every == 0:
             answer = self.callback(end - 1, float(losses[-1]))
+            return answer is False or (isinstance(answer, np.bool_) and not answer)
+        return False
+
+    def after_chunk_many(self, losses, end, active):
+        """train_many's hooks after a round: losses (K, epochs of the round), ``active``
+        networks still training. The callback gets the last epoch's (K,) losses."""
+        self.bar_done += losses.shape[1] * active
+        if self.bar is not None:
+            self.bar.update(self.bar_done, float(np.nanmean(losses[:, -1])))
+        if self.callback is not None and end % self.every == 0:
+            answer = self.callback(end - 1, losses[:, -1].copy())
             return answer is False or (isinstance(answer, np.bool_) and not answer)
         return False
 
@@ -260,9 +402,29 @@ class _Progress:
 
 
 def predict(x, weights, biases=None, *, activation="relu", output="identity"):
-    """The network's output for x: an (N, D_out) array in the weights' dtype.
+    """The network's output for x.
 
-    See ``fastnn.predict.__doc__`` (set in ``fastnn/_docs.py``) for the full reference.
+    Parameters
+    ----------
+    x : array_like (N, n_0)
+    weights, biases, activation
+        As in :func:`fastnn.train`; only read (read-only arrays are fine).
+    output : {"identity", "softmax", "sigmoid"}, default "identity"
+        Applied to the output layer: "softmax" gives the class probabilities of a
+        network trained with "softmax_ce", "sigmoid" those of "sigmoid_bce".
+
+    Returns
+    -------
+    ndarray (N, n_L) in the weights' dtype
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, naming the argument.
+
+    Examples
+    --------
+    >>> probabilities = fastnn.predict(x, [w1, w2], activation="tanh", output="softmax")
     """
     net, code = check_predict(x, weights, biases, activation, output)
     rows = min(net.x.shape[0], PREDICT_ROWS)

@@ -24,3 +24,20 @@ class DivergenceError(ArithmeticError):
             f"training diverged at epoch {epoch}: the loss or a parameter became "
             f"non-finite ({last}); the weights hold the end of the last finite epoch. "
             f"Try a smaller lr than {lr!r}, or pass check_finite=False for NumPy's behaviour.")
+
+    @classmethod
+    def of_networks(cls, diverged, history):
+        """train_many's error: ``diverged`` maps each network that diverged to its first
+        non-finite epoch; ``history`` (K, epochs) holds NaN from there."""
+        networks = sorted(diverged)
+        error = cls.__new__(cls)
+        ArithmeticError.__init__(error, (
+            f"training diverged for network{'s' if len(networks) > 1 else ''} "
+            f"{', '.join(str(k) for k in networks)} (at epoch "
+            f"{', '.join(str(diverged[k]) for k in networks)}): a loss or a parameter became "
+            f"non-finite; every network holds the end of its last finite epoch. Try a smaller "
+            f"lr for those, or on_divergence='freeze' to train the others on."))
+        error.networks, error.epochs = networks, [diverged[k] for k in networks]
+        error.epoch, error.last_loss, error.history, error.val_history = (
+            min(error.epochs), None, history, None)
+        return error

@@ -90,6 +90,7 @@ class Setup:
     """
     batch_size: int = None       # None: the full batch
     in_order: bool = True        # False: row orders come from the caller (shuffle)
+    rows: np.ndarray = None      # train on x[rows] (int64), without copying x; None: all rows
     validation: tuple = None     # (x_val, y_val) cast like the data, or None
     patience: int = 0            # early stopping after this many epochs (0: never)
     check_finite: bool = True
@@ -102,7 +103,8 @@ class Run:
     """One train call's plan and buffers (see the module docstring)."""
 
     def __init__(self, net, optimizer, setup):
-        n_rows = net.x.shape[0]
+        self.rows = setup.rows
+        self.n_rows = n_rows = net.x.shape[0] if setup.rows is None else setup.rows.shape[0]
         batch_size, validation, patience = setup.batch_size, setup.validation, setup.patience
         self.net, self.optimizer = net, optimizer
         self.batch = n_rows if batch_size is None else min(batch_size, n_rows)
@@ -110,8 +112,8 @@ class Run:
         self.table, n_weights, n_params = layer_table(net, self.batch)
         self.packed = Packed(net, self.table, n_params)
         self.params = self.packed.params
-        self.path, self.lay, size, self.carried = self._path(net, optimizer, validation,
-                                                             not setup.in_order)
+        self.path, self.lay, size, self.carried = self._path(
+            net, optimizer, validation, not setup.in_order or setup.rows is not None)
         self.work = aligned_empty(size, net.dtype)
         self.grads = self.params[:0] if optimizer.fused else aligned_empty(n_params, net.dtype)
         self.state, steps = optimizer.bind(self.packed.arrays, n_params, net.dtype)
@@ -129,11 +131,13 @@ class Run:
         self.x, self.y = readonly(net.x), readonly(net.y)
         self._validation(net, validation, patience, n_params)
         self.uses_blas = bool(self.table[:, KN.BLAS].any())
+        self.validating = validation is not None
         self.saved = None
+        self.phase = "idle"  # "running": a chunk not accepted yet; "accepted": writing back
 
     def _path(self, net, optimizer, validation, shuffle):
         """(run_epochs's path flags, layout, workspace size, carried (start, stop) in work)."""
-        widths, n_rows = net.widths, net.x.shape[0]
+        widths, n_rows = net.widths, self.n_rows
         if (optimizer.fused and self.batch == 1 and max(widths) <= K.sample.SMALL
                 and net.loss != K.SOFTMAX_CE):
             lay, size = KN.workspace_layout(widths, 1)

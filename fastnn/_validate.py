@@ -312,3 +312,82 @@ def check_predict(x, weights, biases, activation, output="identity"):
     if not isinstance(output, str) or output not in OUTPUTS:
         raise ValueError(f"output must be one of {_names(OUTPUTS)}, found {output!r}")
     return check_network(x, None, weights, biases, activation, "sse", update=False), OUTPUTS[output]
+
+
+def check_many(x, y, weights, biases, activation, loss, rows=None, update=True):
+    """Validate train_many's stacked networks; returns the list of per-network
+    :class:`Network` (views into the caller's arrays, data cast once) and the rows."""
+    if not isinstance(weights, (list, tuple)) or not weights:
+        raise TypeError(f"weights must be a non-empty list or tuple of 3-D arrays (networks, "
+                        f"n_in, n_out), found {_array_kind(weights)}")
+    count = None
+    for i, w in enumerate(weights):
+        if not isinstance(w, np.ndarray) or w.ndim != 3:
+            raise ValueError(f"weights[{i}] must be a 3-D array (networks, n_in, n_out) for "
+                             f"train_many, found {_array_kind(w)}")
+        count = w.shape[0] if count is None else count
+        if w.shape[0] != count or count == 0:
+            raise ValueError(f"weights[{i}] must hold {count} networks (its first axis), found "
+                             f"shape {w.shape}")
+    if biases is not None:
+        if not isinstance(biases, (list, tuple)):
+            raise TypeError(f"biases must be None or a list or tuple of arrays, "
+                            f"found {_array_kind(biases)}")
+        for i, b in enumerate(biases):
+            if not isinstance(b, np.ndarray) or b.ndim not in (2, 3) or b.shape[0] != count:
+                raise ValueError(f"biases[{i}] must be an array ({count}, n) or ({count}, 1, n) "
+                                 f"for train_many, found {_array_kind(b)}")
+    xa, per_x = _stacked(x, "x", count, 2)
+    ya, per_y = (None, False) if y is None else _stacked(y, "y", count, 1 if per_x else None)
+    first = check_network(xa[0] if per_x else xa, None if y is None else ya[0] if per_y else ya,
+                          [w[0] for w in weights], None if biases is None else [b[0] for b in biases],
+                          activation, loss, update)
+    data_x = _finite_cast(xa, "x", first.dtype) if per_x else first.x
+    data_y = None
+    if y is not None:
+        data_y = first.y
+        if per_y:
+            data_y = _finite_cast(np.stack([_targets(ya[k], "y", loss, first.widths[-1])
+                                            for k in range(count)]), "y", first.dtype)
+            _check_target_values(data_y.reshape(-1, data_y.shape[-1]), "y", loss, first.dtype)
+    nets = []
+    for k in range(count):
+        nets.append(Network(
+            x=data_x[k] if per_x else data_x, y=None if y is None else data_y[k] if per_y else data_y,
+            weights=[w[k] for w in weights],
+            biases=[None] * len(weights) if biases is None else [b[k] for b in biases],
+            dtype=first.dtype, widths=first.widths, activations=first.activations,
+            loss=first.loss))
+    return nets, _check_rows(rows, count, first.x.shape[0] if not per_x else data_x.shape[1])
+
+
+def _stacked(a, name, count, min_ndim):
+    """(array, per_network): a shared array, or one per network on a first axis of count."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, found dtype {arr.dtype}")
+    per = arr.ndim == 3 or (min_ndim == 1 and arr.ndim == 2)  # y (K, N): per-network labels
+    if per and arr.shape[0] != count:
+        raise ValueError(f"{name} per network must have {count} networks on its first axis, "
+                         f"found shape {arr.shape}")
+    return arr, per
+
+
+def _check_rows(rows, count, n_rows):
+    """rows: None, or one 1-D integer array of row indices per network (int64)."""
+    if rows is None:
+        return [None] * count
+    if not isinstance(rows, (list, tuple, np.ndarray)) or len(rows) != count:
+        raise ValueError(f"rows must be None or one array of row indices per network "
+                         f"({count}), found {_array_kind(rows) if isinstance(rows, np.ndarray) else type(rows).__name__}")
+    out = []
+    for k, r in enumerate(rows):
+        r = np.asarray(r)
+        if r.ndim != 1 or r.size == 0 or r.dtype.kind not in "iu":
+            raise ValueError(f"rows[{k}] must be a non-empty 1-D array of integer row indices, "
+                             f"found {_array_kind(r)}")
+        if r.min() < 0 or r.max() >= n_rows:
+            raise ValueError(f"rows[{k}] must index the {n_rows} rows of x (0 .. {n_rows - 1}), "
+                             f"found {int(r.min() if r.min() < 0 else r.max())}")
+        out.append(r.astype(np.int64))
+    return out

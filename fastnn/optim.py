@@ -7,11 +7,30 @@ the first stopped: two calls of 10 epochs give bitwise the numbers of one call
 of 20. Passing it other arrays raises ``ValueError``; ``reset()`` forgets the state.
 """
 
+import copy
 import numbers
 
 import numpy as np
 
 from .kernels import optim as KO
+
+
+def _setting(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A real setting, or for fastnn.train_many a 1-D sequence of one per network."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        values = np.asarray(value)
+        if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a real number, or one per network (a 1-D sequence "
+                            f"of reals), found {_kind(value)}")
+        for i, v in enumerate(values.tolist()):
+            _real(v, f"{name}[{i}]", low, high, low_open, high_open)
+        return values.astype(np.float64)
+    return _real(value, name, low, high, low_open, high_open)
+
+
+def _kind(value):
+    a = np.asarray(value)
+    return f"an array of dtype {a.dtype} and shape {a.shape}"
 
 
 def _real(value, name, low=None, high=None, low_open=False, high_open=False):
@@ -37,8 +56,10 @@ class Optimizer:
     rule = KO.SGD
     nesterov = False
     decay_per_row = False  # scikit-learn divides alpha by the batch's rows
+    _numbers = ("lr",)     # settings that may be given per network (train_many)
 
     def __init__(self):
+        self._member = None  # (buffers, steps, k): network k's share of a train_many state
         self.reset()
 
     def reset(self):
@@ -58,22 +79,84 @@ class Optimizer:
         h[KO.LR] = self.lr
         return h
 
+    def per_network(self):
+        """The number of networks the settings are given for (None: one setting for all)."""
+        values = [getattr(self, name) for name in self._numbers] + list(getattr(self, "betas", ()))
+        sizes = {v.size for v in values if isinstance(v, np.ndarray)}
+        if len(sizes) > 1:
+            raise ValueError(f"the per-network settings of this {type(self).__name__} have "
+                             f"different lengths: {sorted(sizes)}")
+        return sizes.pop() if sizes else None
+
+    def member(self, k, buffers, steps):
+        """Network k's optimizer in train_many: its own settings, its state in buffers[k]
+        and steps[k] (arrays of the whole train_many state)."""
+        one = copy.copy(self)
+        for name in self._numbers:
+            value = getattr(self, name)
+            setattr(one, name, float(value[k]) if isinstance(value, np.ndarray) else value)
+        if hasattr(self, "betas"):
+            one.betas = tuple(float(b[k]) if isinstance(b, np.ndarray) else b for b in self.betas)
+        one._member = (buffers, steps, k)
+        return one
+
+    def select(self, networks):
+        """A copy for these networks (an index array) of train_many: their settings, no state."""
+        part = copy.copy(self)
+        for name in self._numbers:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                setattr(part, name, value[networks])
+        if hasattr(self, "betas"):
+            part.betas = tuple(b[networks] if isinstance(b, np.ndarray) else b for b in self.betas)
+        part._member = None
+        part.reset()
+        return part
+
+    def resume(self, arrays, buffers, steps):
+        """Take over train_many's state (buffers (K, 2, P), steps (K,)) for these arrays."""
+        self._arrays, self._buffers, self.steps = list(arrays), buffers, steps
+
+    def state(self):
+        """(buffers, steps) as kept by the last train or train_many call (None before)."""
+        return self._buffers, self.steps
+
+    def bind_many(self, arrays, count, n_params, dtype):
+        """train_many's state: buffers (count, 2, P) and steps (count,) for these arrays."""
+        if self._arrays is not None:
+            self._check_same(arrays, (count, 2, n_params), dtype)
+            return self._buffers, self.steps
+        return np.zeros((count, 2, n_params), dtype), np.zeros(count, np.int64)
+
     def bind(self, arrays, n_params, dtype):
         """The state buffers for these arrays (new zeros on first use) and the step count."""
+        if self._member is not None:
+            buffers, steps, k = self._member
+            return buffers[k], int(steps[k])
         if self._arrays is not None:
-            same = len(arrays) == len(self._arrays) and all(
-                a is b for a, b in zip(arrays, self._arrays))
-            if not same or self._buffers.shape[1] != n_params or self._buffers.dtype != dtype:
-                raise ValueError(
-                    f"this {type(self).__name__} holds the state of other weights and biases "
-                    f"(it trained {len(self._arrays)} arrays, found {len(arrays)} others); "
-                    f"use a new optimizer, or call .reset() to start its state anew")
+            self._check_same(arrays, (2, n_params), dtype)
             return self._buffers, self.steps
         return np.zeros((2, n_params), dtype), 0
 
+    def _check_same(self, arrays, shape, dtype):
+        same = len(arrays) == len(self._arrays) and all(a is b for a, b in zip(arrays, self._arrays))
+        if not same or self._buffers.shape != shape or self._buffers.dtype != dtype:
+            raise ValueError(
+                f"this {type(self).__name__} holds the state of other weights and biases "
+                f"(it trained {len(self._arrays)} arrays, found {len(arrays)} others); "
+                f"use a new optimizer, or call .reset() to start its state anew")
+
     def keep(self, arrays, buffers, steps):
         """Remember the state after a train call (buffers is the kernels' own array)."""
+        if self._member is not None:
+            all_buffers, all_steps, k = self._member
+            all_steps[k] = steps
+            return
         self._arrays, self._buffers, self.steps = list(arrays), buffers, int(steps)
+
+    def keep_many(self, arrays, buffers, steps):
+        """Remember train_many's state: buffers (K, 2, P) and steps (K,)."""
+        self._arrays, self._buffers, self.steps = list(arrays), buffers, steps
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._settings().items())
@@ -101,20 +184,23 @@ class SGD(Optimizer):
         L2 penalty added to the gradient, >= 0.
     """
 
+    _numbers = ("lr", "momentum", "weight_decay")
+
     def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        self.lr = _real(lr, "lr", 0.0, low_open=True)
-        self.momentum = _real(momentum, "momentum", 0.0)
+        self.lr = _setting(lr, "lr", 0.0, low_open=True)
+        self.momentum = _setting(momentum, "momentum", 0.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False, found {type(nesterov).__name__}")
-        if nesterov and self.momentum == 0.0:
+        if nesterov and np.any(np.asarray(self.momentum) == 0.0):
             raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
         self.nesterov = bool(nesterov)
-        self.weight_decay = _real(weight_decay, "weight_decay", 0.0)
+        self.weight_decay = _setting(weight_decay, "weight_decay", 0.0)
         super().__init__()
 
     @property
     def fused(self):
-        return self.momentum == 0.0 and self.weight_decay == 0.0
+        return bool(np.all(np.asarray(self.momentum) == 0.0)
+                    and np.all(np.asarray(self.weight_decay) == 0.0))
 
     def hyper(self):
         h = super().hyper()
@@ -148,15 +234,16 @@ class Adam(Optimizer):
     """
 
     rule = KO.ADAM
+    _numbers = ("lr", "eps", "weight_decay")  # and betas
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        self.lr = _real(lr, "lr", 0.0, low_open=True)
+        self.lr = _setting(lr, "lr", 0.0, low_open=True)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair of floats, found {betas!r}")
-        self.betas = (_real(betas[0], "betas[0]", 0.0, 1.0, high_open=True),
-                      _real(betas[1], "betas[1]", 0.0, 1.0, high_open=True))
-        self.eps = _real(eps, "eps", 0.0, low_open=True)
-        self.weight_decay = _real(weight_decay, "weight_decay", 0.0)
+        self.betas = (_setting(betas[0], "betas[0]", 0.0, 1.0, high_open=True),
+                      _setting(betas[1], "betas[1]", 0.0, 1.0, high_open=True))
+        self.eps = _setting(eps, "eps", 0.0, low_open=True)
+        self.weight_decay = _setting(weight_decay, "weight_decay", 0.0)
         super().__init__()
 
     def hyper(self):
@@ -176,20 +263,34 @@ class _PlainSGD(SGD):
     def bind(self, arrays, n_params, dtype):
         return np.zeros((2, 0), dtype), 0
 
+    def bind_many(self, arrays, count, n_params, dtype):
+        return np.zeros((count, 2, 0), dtype), np.zeros(count, np.int64)
+
     def keep(self, arrays, buffers, steps):
         pass
 
+    def keep_many(self, arrays, buffers, steps):
+        pass
 
-def resolve(lr, optimizer):
-    """The optimizer a train call uses, from its exclusive ``lr`` and ``optimizer`` arguments."""
+
+def resolve(lr, optimizer, networks=None):
+    """The optimizer a train call uses, from its exclusive ``lr`` and ``optimizer`` arguments;
+    ``networks`` is train_many's count (settings may be given per network there)."""
     if (lr is None) == (optimizer is None):
         raise TypeError("give exactly one of lr (plain SGD) and optimizer (fastnn.SGD or "
                         f"fastnn.Adam), found {'both' if lr is not None else 'neither'}")
     if optimizer is None:
-        return _PlainSGD(lr)
-    if not isinstance(optimizer, Optimizer):
+        optimizer = _PlainSGD(lr)
+    elif not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr) or "
                         f"fastnn.Adam(), found {type(optimizer).__name__}")
+    count = optimizer.per_network()
+    if count is not None and networks is None:
+        raise TypeError("settings with one value per network (arrays) are for "
+                        "fastnn.train_many; fastnn.train takes one value")
+    if count is not None and count != networks:
+        raise ValueError(f"settings per network must have one value for each of the "
+                         f"{networks} networks, found {count}")
     return optimizer
 
 

@@ -52,7 +52,20 @@ def activation_grad(d, a, act, one):
 
 @jit(fastmath=FASTMATH_STRICT)  # exp64 and tanh64 must not be reassociated
 def activation_forward(a, act):
-    # a (n, m) in place: z -> act(z)
+    """Apply an activation in place: a (n, m) holds z on entry and act(z) on return.
+
+    Parameters
+    ----------
+    a : ndarray (units, batch), float32 or float64, C-contiguous
+    act : int
+        IDENTITY, RELU (max(z, 0), NaN kept), SIGMOID (1 / (1 + exp(-z))) or TANH;
+        sigmoid and tanh are computed in float64 and rounded once.
+
+    Examples
+    --------
+    >>> a = np.array([[-1.0, 0.5]]); activation_forward(a, RELU); a
+    array([[0. , 0.5]])
+    """
     if act == IDENTITY:
         return
     zero = a.dtype.type(0)
@@ -65,8 +78,11 @@ def activation_forward(a, act):
 
 @jit(fastmath=FASTMATH_STRICT)  # exp64 must not be reassociated
 def softmax_forward(p, tmp, z):
-    # p (n, m) = softmax of z (n, m) over its n rows, column by column; tmp (2, m) scratch that
-    # ends holding log sum_j exp(z[j, t]) in tmp[0] (the log-sum-exp, after subtracting the max)
+    """p (n, m) = softmax of z (n, m) over its n rows, column by column (p may be z).
+
+    Stable: exp(z - max) / sum exp(z - max). ``tmp`` (2, m) is scratch; on return
+    tmp[0] holds each column's log sum_j exp(z_j) (used by the softmax_ce loss).
+    """
     n, m = z.shape
     top, total = tmp[0], tmp[1]
     for t in range(m):
@@ -89,7 +105,17 @@ def softmax_forward(p, tmp, z):
 
 @jit
 def activation_backward(d, a, act):
-    # d (n, m) in place: d -> d * act'(z), from the output a (n, m)
+    """Multiply a gradient by an activation's derivative, in place: d (n, m) <- d * act'(z).
+
+    Parameters
+    ----------
+    d : ndarray (units, batch)
+        d loss / d a on entry, d loss / d z on return.
+    a : ndarray (units, batch)
+        The activation's output a = act(z): RELU keeps d where a > 0 (0 elsewhere, as
+        np.where: no inf * 0), SIGMOID multiplies by a (1 - a), TANH by 1 - a^2.
+    act : int
+    """
     if act == IDENTITY:
         return
     one = d.dtype.type(1)

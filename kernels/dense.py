@@ -23,8 +23,22 @@ def blas_pays(n_in, n_out, m):
 
 @jit(inline=True)
 def dense_forward(a_out, a_in, w, b, act, blas):
-    # a_out (n_out, m) = act(w.T @ a_in + b[:, None]); a_in (n_in, m), w (n_in, n_out),
-    # b (n_out,) or (0,) for no bias
+    """One dense layer forward: a_out (n_out, m) = act(w.T @ a_in + b[:, None]).
+
+    Parameters
+    ----------
+    a_out : ndarray (n_out, m)
+        Receives the layer's activation.
+    a_in : ndarray (n_in, m)
+        The layer below's activation (the batch along the contiguous axis).
+    w : ndarray (n_in, n_out)
+        The user's weight layout.
+    b : ndarray (n_out,), or (0,) for no bias
+    act : int
+        See ``activation_forward``.
+    blas : bool
+        True: BLAS gemm; False: the loops of ``small.py`` (layers of a few units).
+    """
     if blas:
         has_b = b.shape[0] > 0
         n_out, m = a_out.shape
@@ -41,10 +55,25 @@ def dense_forward(a_out, a_in, w, b, act, blas):
 
 @jit(inline=True)
 def dense_backward(d_in, gw, gb, w, d_out, a_in, act_in, scale, keep, blas):
-    # d_in (n_in, m) = (w @ d_out) * act_in'(a_in), skipped when d_in has no rows;
-    # gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T; gb (n_out,) = keep * gb + scale *
-    # d_out summed over the batch, skipped when it has no elements. gw and gb may be w and b
-    # themselves (scale = -lr, keep = 1: the SGD step): d_in is formed from w before it changes.
+    """One dense layer backward, with the update fused in when asked.
+
+    d_in (n_in, m) = (w @ d_out) * act_in'(a_in), skipped when d_in has no rows;
+    gw (n_in, n_out) = keep * gw + scale * a_in @ d_out.T; gb (n_out,) = keep * gb +
+    scale * (d_out summed over the batch), skipped when gb has no elements.
+
+    gw and gb may be w and b themselves (scale = -lr, keep = 1: the SGD step); d_in is
+    formed from w before it changes. keep = 0 never reads gw or gb.
+
+    Parameters
+    ----------
+    d_in, gw, gb, w, d_out, a_in
+        As above; d_out is d loss / d z of this layer, a_in the layer below's output.
+    act_in : int
+        The activation of the layer below (for its derivative).
+    scale, keep : float
+    blas : bool
+        See ``dense_forward``.
+    """
     if d_in.shape[0] > 0:
         if blas:
             gemm(d_in, w, d_out, plain(False), plain(False), 1.0, 0.0)

@@ -29,8 +29,8 @@ from .sample import sample_epoch
 @jit
 def run_epochs(sample, gram, losses, params, grads, state, track, work, lay, net, cfg, hyper, x, y,
                order, xv, yv, vwork, vlay, vlosses, best):
-    # len(losses) epochs over the batches of x, y (rows as order[epoch], or in order when order
-    # is (0, 0)); the validation loss of each epoch into vlosses when it has room. Epochs go to
+    # len(losses) epochs over the batches of x, y (the rows listed in order[epoch], or all in
+    # order when order is (0, 0)); the validation loss of each epoch into vlosses when it has room. Epochs go to
     # sample_epoch or gram_step when that flag is not None, else to batch_epoch. Returns the
     # epochs completed with finite losses (and parameters, per cfg[CHECK]), or
     # PARAMS_NOT_FINITE when only the final parameter check failed.

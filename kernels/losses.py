@@ -25,7 +25,24 @@ SSE, MSE, SOFTMAX_CE, SIGMOID_BCE = 0, 1, 2, 3
 
 @jit
 def loss_forward_backward(d, tmp, z, y, loss):
-    # returns the batch loss (float64); d (n, m) = d loss / d z; z, y (n, m); tmp (2, m) scratch
+    """The loss of a batch and its gradient with respect to the output layer, in one pass.
+
+    Parameters
+    ----------
+    d : ndarray (outputs, m)
+        Receives d loss / d z (see the module docstring for each loss).
+    tmp : ndarray (2, m)
+        Scratch (softmax_ce).
+    z, y : ndarray (outputs, m)
+        The output layer and the targets (feature-major: a column per row).
+    loss : int
+        SSE, MSE, SOFTMAX_CE or SIGMOID_BCE.
+
+    Returns
+    -------
+    float
+        The batch's loss, summed in float64 (float32 data too).
+    """
     if loss == SOFTMAX_CE:
         return _softmax_ce(d, tmp, z, y)
     if loss == SIGMOID_BCE:

@@ -25,9 +25,25 @@ HYPER_SIZE = 7
 
 @jit
 def optimizer_update(params, grads, state, rule, hyper, nesterov, t, n_weights, decay_scale):
-    # params (P,) updated in place from grads (P,); state (2, P); t: this step's number, from 1;
-    # weights (params[:n_weights]) decay by DECAY, biases by BIAS_DECAY, both times decay_scale
-    # (1 / batch rows for scikit-learn's alpha / n_samples)
+    """One optimizer step on the flat parameters, in place (formulas: the module docstring).
+
+    Parameters
+    ----------
+    params, grads : ndarray (P,)
+        Weights first (``params[:n_weights]``), then biases.
+    state : ndarray (2, P)
+        The momentum buffer, or Adam's first and second moments (unused by plain SGD).
+    rule : int
+        SGD, ADAM, SK_SGD or SK_ADAM.
+    hyper : ndarray float64
+        LR, MOMENTUM, DECAY, BIAS_DECAY, BETA1, BETA2, EPS at those indexes.
+    nesterov : bool
+    t : float
+        This step's number, from 1 (Adam's bias correction, SGD's first momentum step).
+    n_weights : int
+    decay_scale : float
+        Multiplies both decays (1 / batch rows for scikit-learn's alpha / n_samples).
+    """
     f = params.dtype.type
     lr, mu, b1, b2, eps = (f(hyper[LR]), f(hyper[MOMENTUM]), f(hyper[BETA1]), f(hyper[BETA2]),
                            f(hyper[EPS]))

@@ -27,9 +27,9 @@ SMALL = 8  # widest layer this path takes: loops capped at 8 iterations unroll c
 
 @jit(fastmath=FASTMATH_STRICT)  # inlines exp64 and tanh64; layers of <= 8 need no reassoc
 def sample_epoch(params, track, work, lay, net, cfg, hyper, x, y, rows):
-    # one epoch of sample_step over the rows of x, y (in the order of rows, or in order when it
-    # is empty); returns the mean of the step losses
-    n_rows = x.shape[0]
+    # one epoch of sample_step over the rows of x, y listed in rows (all, in order, when it is
+    # empty); returns the mean of the step losses
+    n_rows = rows.shape[0] if rows.shape[0] > 0 else x.shape[0]
     loss, lr = cfg[LOSS], params.dtype.type(hyper[LR])  # float32 networks step in float32
     total = 0.0
     for start in range(n_rows):

@@ -340,3 +340,24 @@ def test_one_compiled_signature_per_dtype():
     assert ast.literal_eval(lines["run_epochs"]) == [
         (dt, p) for dt in dtypes for p in ("generic", "sample")], result.stdout
     assert ast.literal_eval(lines["predict_rows"]) == list(dtypes), result.stdout
+
+
+@pytest.mark.parametrize("fn", [fastnn.train, reference.train])
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_1d_y_is_the_one_output_column_bitwise(fn, mode, dtype):
+    # as scikit-learn: y of shape (N,) for a network with one output gives bitwise the
+    # numbers of y[:, None]; the weights keep their shapes
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((13, 4)).astype(dtype), rng.standard_normal(13).astype(dtype)
+    w = [(rng.standard_normal((4, 5)) / 2).astype(dtype), (rng.standard_normal((5, 1)) / 2).astype(dtype)]
+    b = [np.zeros(5, dtype), np.zeros((1, 1), dtype)]
+    h1, p1 = run(fn, x, y, w, b, lr=0.01, epochs=5, **MODES[mode])
+    h2, p2 = run(fn, x, y[:, None], w, b, lr=0.01, epochs=5, **MODES[mode])
+    np.testing.assert_array_equal(h1, h2)
+    for a, c, orig in zip(p1, p2, w + b):
+        assert a.shape == orig.shape
+        np.testing.assert_array_equal(a, c)
+    if fn is fastnn.train:
+        np.testing.assert_array_equal(fastnn.predict(x, p1[:2], p1[2:]),
+                                      fastnn.predict(x, p2[:2], p2[2:]))

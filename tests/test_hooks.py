@@ -254,3 +254,21 @@ def test_callback_every_none_with_a_callback_is_clear(net):
                      callback_every=None)
     except (TypeError, ValueError) as exc:
         assert "callback_every" in str(exc)
+
+
+def test_epochs_is_an_upper_bound_memory_follows_the_epochs_run(net):
+    # 10**12 epochs with a callback that stops at epoch 4: the history is grown chunk by
+    # chunk (preallocating it would need 7.3 TiB), so the call returns 4 losses
+    import tracemalloc
+    x, y, weights, biases = net
+    weights, biases = copies(weights, biases)
+    stops = []
+    tracemalloc.start()
+    try:
+        history = fastnn.train(x, y, weights, biases, lr=0.01, epochs=10**12,
+                               callback=lambda e, loss: stops.append(e) or e < 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(history) == 4 and stops == [0, 1, 2, 3]
+    assert peak < 2**20, f"{peak} bytes traced"

@@ -1,4 +1,5 @@
-"""Ctrl-C during a long ``train``: KeyboardInterrupt within 1 s, weights at a completed epoch.
+"""Ctrl-C during a long ``train``: KeyboardInterrupt within 1 s, weights at a completed epoch,
+the losses of the completed epochs on the exception (``exc.history``).
 
 A child process trains relu2 (seed 000's network: 64x1000 -> 100 -> 10, SSE,
 lr 1e-6) for 10**6 epochs; the parent sends SIGINT after ~1.5 s of training.
@@ -49,10 +50,11 @@ CHILD = textwrap.dedent("""
     print("start", time.monotonic(), flush=True)
     try:
         fastnn.train(x, y, w, lr=1e-6, epochs=10**6, batch_size=batch_size)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("caught", time.monotonic(), flush=True)
         np.save(out + "_w0.npy", w[0])
         np.save(out + "_w1.npy", w[1])
+        np.save(out + "_history.npy", exc.history)  # the losses of the completed epochs
         raise
     print("finished", flush=True)
 """)
@@ -128,9 +130,12 @@ def test_ctrl_c_returns_within_1s_at_a_completed_epoch(tmp_path, batch_size):
             f"no epoch up to {epoch + 1} reproduces the saved weights"
         return True
 
-    fastnn.train(x, y, w, lr=1e-6, epochs=10**6, batch_size=batch_size, callback=at_epoch)
+    replay = fastnn.train(x, y, w, lr=1e-6, epochs=10**6, batch_size=batch_size,
+                          callback=at_epoch)
     assert found, "no epoch reproduces the saved weights"
     k = found[0]
+    # the history on the KeyboardInterrupt: exactly the completed epochs' losses
+    np.testing.assert_array_equal(np.load(out + "_history.npy"), replay[:k])
 
     w_ref = [a.copy() for a in w0]
     reference.train(x, y, w_ref, lr=1e-6, epochs=k, batch_size=batch_size)
