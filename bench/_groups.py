@@ -8,11 +8,13 @@
   the three fastnn rows measured together (target: tanh and sigmoid <= 1.3x relu).
 * ``classify``: digits-sized softmax classification with Adam (issue 17); rows
   fastnn, numpy, torch (autograd + torch.optim.Adam) and sklearn.
+* ``many``: K = 64 networks per call (:class:`_harness.ManyProblem`), mlp3_gd-shaped
+  and digits-sized; rows fastnn-many (one ``train_many`` call), fastnn-many-1thread,
+  fastnn-sequential (64 ``train`` calls), jax-vmap and torch-vmap.
 
-To add a group (``many``, K networks per call, is next): write a function
-returning its cases and add it to :data:`GROUPS`; add its row kinds to
-``_impls.IMPLS``; give it a ``bench_<group>.py`` of a few lines (see
-``bench_grid.py``) and a section in ``report.py``.
+To add a group: write a function returning its cases and add it to :data:`GROUPS`;
+add its row kinds to ``_impls.IMPLS``; give it a ``bench_<group>.py`` of a few
+lines (see ``bench_grid.py``) and a section in ``report.py``.
 """
 
 import functools
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from _harness import Case, Problem
+from _harness import Case, ManyProblem, Problem
 
 DTYPES = ("float64", "float32")
 
@@ -229,7 +231,59 @@ def classify_cases():
                  {"dtype": "float64"})]
 
 
-GROUPS = {"seeds": seed_cases, "grid": grid_cases, "act": act_cases, "classify": classify_cases}
+# ----------------------------------------------------------------------- many
+MANY = 64  # networks per call
+MANY_IMPLS = ("fastnn-many", "fastnn-many-1thread", "fastnn-sequential", "jax-vmap", "torch-vmap")
+MANY_LR = (1e-3, 1e-1)  # the digits networks' learning rates: np.geomspace over this range
+MANY_DIGITS_EPOCHS = 5  # fastnn-sequential ~0.5 s here
+
+
+@functools.lru_cache(maxsize=None)
+def many_mlp3_problem(count=MANY):
+    """mlp3_gd's data and schedule; network k starts from mlp3_gd's initial point for seed k
+    (``_workloads.build("mlp3_gd", seed=k)``'s weights and biases; network 0 is the seed
+    workload's own)."""
+    from fastnn import _workloads
+    w = _workloads.WORKLOADS["mlp3_gd"]
+    base = seed_problem("mlp3_gd", "float64")
+    starts = [w.build(np.float64, seed=k) for k in range(count)]
+    weights = [np.stack(a) for a in zip(*(s.weights for s in starts))]
+    biases = [np.stack(a) for a in zip(*(s.biases for s in starts))]
+    text = (f"{count} networks like mlp3_gd ({describe_workload(w)}), network k from the "
+            "workload's seed k")
+    return ManyProblem(f"many-mlp3_gd-{count}", "float64", base.x, base.y, weights, biases,
+                       w.train_kwargs(), info={"description": text})
+
+
+@functools.lru_cache(maxsize=None)
+def many_digits_problem(count=MANY):
+    """classify's network and data, plain SGD with one lr per network, a few epochs;
+    weights N(0, 1/fan_in) drawn per network, zero biases."""
+    x, labels, source = _digits()
+    rng = np.random.default_rng(0)
+    widths = (64, 64, 10)
+    weights = [rng.standard_normal((count, a, b)) / np.sqrt(a) for a, b in zip(widths, widths[1:])]
+    epochs, (lo, hi) = MANY_DIGITS_EPOCHS, MANY_LR
+    kwargs = dict(activation="relu", loss="softmax_ce", lr=np.geomspace(lo, hi, count),
+                  epochs=epochs, batch_size=32, shuffle=True, seed=0)
+    text = (f"{count} networks {x.shape[0]}x64->64->10 ({source}), relu, softmax_ce on "
+            f"integer labels, SGD lr np.geomspace({lo:g}, {hi:g}, {count}), batch_size=32, "
+            f"shuffle=True, seed=0, {epochs} epochs; weights N(0, 1/fan_in) per network, "
+            "zero biases")
+    return ManyProblem(f"many-digits-{count}", "float64", x, labels, weights,
+                       [np.zeros((count, 1, b)) for b in widths[1:]], kwargs,
+                       info={"data": source, "description": text})
+
+
+def many_cases():
+    return [Case("many", f"many:{name}-{MANY}",
+                 [(impl, impl, functools.partial(build, MANY)) for impl in MANY_IMPLS],
+                 {"networks": MANY})
+            for name, build in (("mlp3_gd", many_mlp3_problem), ("digits", many_digits_problem))]
+
+
+GROUPS = {"seeds": seed_cases, "grid": grid_cases, "act": act_cases, "classify": classify_cases,
+          "many": many_cases}
 
 
 def cases(groups):

@@ -12,9 +12,11 @@ pytest-benchmark, or ``grid.py`` / ``busy.py`` standalone):
 3. time the rows, either one after another (pytest-benchmark) or alternately,
    A B C A B C ... (:func:`interleave`), and keep medians.
 
-Adding a group (for example ``many``, K networks per call) takes a function
-returning :class:`Case` objects in ``_groups.GROUPS`` and, if it needs a new
-kind of row, an ``Impl`` subclass in ``_impls.IMPLS``.
+Adding a group takes a function returning :class:`Case` objects in
+``_groups.GROUPS`` and, if it needs a new kind of row, an ``Impl`` subclass in
+``_impls.IMPLS``. The ``many`` group (K networks per call) trains a
+:class:`ManyProblem`: its rows are checked network by network against the
+reference.
 """
 
 import math
@@ -111,6 +113,52 @@ class Problem:
 
 
 @dataclass
+class ManyProblem(Problem):
+    """K networks of one shape trained together, as fastnn.train_many takes them:
+    weights[i] (K, n_i, n_i+1), biases[i] (K, 1, n_i+1), shared x and y; kwargs are
+    train_many's (lr a float or one per network, seed an int; optimizer settings shared
+    by all)."""
+
+    @property
+    def count(self):
+        return self.weights[0].shape[0]
+
+    @property
+    def widths(self):
+        return [self.weights[0].shape[1]] + [w.shape[2] for w in self.weights]
+
+    def network(self, k):
+        """Network k alone: the Problem on which fastnn.train gives train_many's row k
+        (its lr, and when shuffled the seed train_many documents for it)."""
+        kw = dict(self.kwargs)
+        if np.ndim(kw.get("lr")):
+            kw["lr"] = float(kw["lr"][k])
+        if kw.get("shuffle"):
+            kw["seed"] = np.random.SeedSequence(kw.get("seed")).spawn(self.count)[k]
+        return Problem(f"{self.name}[{k}]", self.dtype, self.x, self.y,
+                       [w[k] for w in self.weights],
+                       None if self.biases is None else [b[k] for b in self.biases],
+                       kw, self.optimizer, verify_epochs=self.verify_epochs, rtol=self.rtol)
+
+    def split(self, result):
+        """[(history, weights, biases)] per network of a (K, epochs) history and stacked arrays."""
+        hist, ws, bs = result
+        hist = np.asarray(hist)
+        return [(hist[k], [w[k] for w in ws], None if bs is None else [b[k] for b in bs])
+                for k in range(self.count)]
+
+    @staticmethod
+    def stack(parts):
+        """The inverse of :meth:`split`."""
+        hists, ws, bs = zip(*parts)
+        return (np.stack(hists), [np.stack(a) for a in zip(*ws)],
+                None if bs[0] is None else [np.stack(a) for a in zip(*bs)])
+
+    def describe(self):
+        return dict(super().describe(), networks=self.count)
+
+
+@dataclass
 class Case:
     """A benchmark group: rows (label, impl name, problem builder), measured together."""
     group: str                   # the family: "seeds", "grid", "act", "classify", ...
@@ -130,6 +178,10 @@ def check_training(label, problem, result, oracle, rtol=None):
     loss). Parameters: rtol, with an atol of rtol * max|reference array| for
     entries that pass through zero.
     """
+    if isinstance(problem, ManyProblem):  # network by network, each with its own scales
+        for k, (got, want) in enumerate(zip(problem.split(result), problem.split(oracle))):
+            check_training(f"{label}, network {k}", problem.network(k), got, want, rtol)
+        return
     rtol = rtol or problem.rtol or RTOL[problem.dtype]
     hist, ws, bs = result
     ref_hist, ref_ws, ref_bs = oracle
@@ -152,8 +204,13 @@ def check_training(label, problem, result, oracle, rtol=None):
 
 
 def run_oracle(problem):
-    """fastnn.reference.train on fresh copies: ((history, weights, biases), seconds)."""
+    """fastnn.reference.train on fresh copies: ((history, weights, biases), seconds); for
+    a :class:`ManyProblem`, one run per network, stacked."""
     from fastnn import reference
+    if isinstance(problem, ManyProblem):  # the reference per network, stacked
+        t0 = time.perf_counter()
+        parts = [run_oracle(problem.network(k))[0] for k in range(problem.count)]
+        return ManyProblem.stack(parts), time.perf_counter() - t0
     ws, bs = problem.fresh()
     t0 = time.perf_counter()
     hist = reference.train(problem.x, problem.y, ws, bs, **problem.train_kwargs())

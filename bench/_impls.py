@@ -14,9 +14,19 @@ saying how). Rows:
 * ``jax``: ``jit`` of the whole training, ``lax.scan`` over epochs and steps;
 * ``sklearn``: ``MLPClassifier.fit`` (classification only; its own initialisation).
 
+K networks per call (a :class:`_harness.ManyProblem`):
+
+* ``fastnn-many``, ``fastnn-many-1thread``: one ``fastnn.train_many`` call, with the
+  default threads or FASTNN_THREADS=1;
+* ``fastnn-sequential``: K ``fastnn.train`` calls, each network with its seed;
+* ``jax-vmap``: ``jax.vmap`` over the networks of the ``jax`` row's training, jit'd;
+* ``torch-vmap``: ``torch.func``, one vmapped ``grad`` of ``functional_call`` per step.
+
 Optional rows name the module they need in :data:`OPTIONAL`.
 """
 
+import contextlib
+import os
 import warnings
 
 import numpy as np
@@ -26,7 +36,8 @@ from fastnn import reference
 
 from _harness import RTOL, check_training, time_run
 
-OPTIONAL = {"torch": "torch", "torch-autograd": "torch", "jax": "jax", "sklearn": "sklearn"}
+OPTIONAL = {"torch": "torch", "torch-autograd": "torch", "jax": "jax", "sklearn": "sklearn",
+            "jax-vmap": "jax", "torch-vmap": "torch.func"}
 
 
 class Impl:
@@ -327,9 +338,28 @@ class TorchAutogradImpl(_TorchBase):
 
 
 # --------------------------------------------------------------------- jax
+def _jax_loss(jax, jnp, loss):
+    """(z, y) -> (loss value in float64, dloss/dz), as fastnn.reference.loss_forward_backward
+    (sse, mse, softmax_ce on probability rows or integer labels)."""
+    def squares(z, y):
+        r = z - y
+        value = jnp.sum(jnp.square(r.astype(jnp.float64)))
+        return (value, 2 * r) if loss == "sse" else (value / r.size, r / r.shape[0])
+
+    def softmax_ce(z, y):
+        if y.ndim == 1:
+            y = jax.nn.one_hot(y, z.shape[1], dtype=z.dtype)
+        shifted = z.astype(jnp.float64) - z.max(axis=1, keepdims=True)
+        log_norm = jnp.log(jnp.exp(shifted).sum(axis=1, keepdims=True))
+        e = jnp.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        return -(y * (shifted - log_norm)).sum() / z.shape[0], (p - y) / z.shape[0]
+    return softmax_ce if loss == "softmax_ce" else squares
+
+
 class JaxImpl(Impl):
     """JAX: jit of the whole training, lax.scan over epochs (and over steps); plain SGD,
-    sse/mse, rows in order."""
+    sse/mse/softmax_ce, rows in order."""
     name = "jax"
 
     def __init__(self, problem):
@@ -343,10 +373,11 @@ class JaxImpl(Impl):
         self.params = (tuple(jnp.asarray(w) for w in problem.weights),
                        tuple(jnp.asarray(b) for b in (problem.biases or [])))
 
-    def _step_fn(self):
+    def _step_fn(self, lr):
+        """One SGD step (params, (x, y)) -> (params, loss); lr a constant or a traced scalar."""
         jax, jnp, p = self.jax, self.jnp, self.problem
-        acts, sse, has_bias = p.activations, p.kwargs["loss"] == "sse", p.biases is not None
-        lr = np.dtype(p.dtype).type(p.kwargs["lr"])
+        acts, has_bias = p.activations, p.biases is not None
+        loss = _jax_loss(jax, jnp, p.kwargs["loss"])
         fwd = {"relu": lambda z: jnp.maximum(z, 0), "sigmoid": jax.nn.sigmoid,
                "tanh": jnp.tanh, "identity": lambda z: z}
         back = {"relu": lambda d, a: d * (a > 0), "sigmoid": lambda d, a: d * (a * (1 - a)),
@@ -358,10 +389,7 @@ class JaxImpl(Impl):
             for i in range(len(ws)):
                 z = outs[-1] @ ws[i] + (bs[i].reshape(1, -1) if has_bias else 0)
                 outs.append(fwd[acts[i]](z))
-            r = outs[-1] - batch[1]
-            value = jnp.sum(jnp.square(r.astype(jnp.float64)))
-            d = 2 * r if sse else r / r.shape[0]
-            value = value if sse else value / r.size
+            value, d = loss(outs[-1], batch[1])
             new_ws, new_bs = list(ws), list(bs)
             for i in range(len(ws) - 1, -1, -1):
                 new_ws[i] = ws[i] - lr * (outs[i].T @ d)
@@ -372,28 +400,48 @@ class JaxImpl(Impl):
             return (tuple(new_ws), tuple(new_bs)), value
         return step
 
-    def _train_fn(self):
-        lax, p, step = self.jax.lax, self.problem, self._step_fn()
+    def _batches(self, x, y):
+        """One epoch's batches of rows in order: (stacked full batches, last partial batch
+        or None)."""
+        p = self.problem
         full, rest = divmod(p.rows, p.batch)
         m = p.batch
+        stacked = (x[:full * m].reshape((full, m) + x.shape[1:]),
+                   y[:full * m].reshape((full, m) + y.shape[1:]))
+        return stacked, ((x[full * m:], y[full * m:]) if rest else None)
 
-        def train(params, x, y):
-            if full == 1 and rest == 0:
-                def epoch(params, _):
-                    return step(params, (x, y))
-            else:
-                xs = x[:full * m].reshape(full, m, x.shape[1])
-                ys = y[:full * m].reshape(full, m, y.shape[1])
+    def _epoch_fn(self, step):
+        """(params, batches, tail) -> (params, mean step loss) of one epoch."""
+        lax = self.jax.lax
 
-                def epoch(params, _):
-                    params, values = lax.scan(step, params, (xs, ys))
-                    total = values.sum()
-                    if rest:
-                        params, v = step(params, (x[full * m:], y[full * m:]))
-                        total = total + v
-                    return params, total / (full + (1 if rest else 0))
-            return lax.scan(epoch, params, None, length=p.epochs)
-        return train
+        def epoch(params, batches, tail):
+            if batches[0].shape[0] == 1 and tail is None:  # full batch: one step
+                return step(params, (batches[0][0], batches[1][0]))
+            params, values = lax.scan(step, params, batches)
+            total, steps = values.sum(), values.shape[0]
+            if tail is not None:
+                params, v = step(params, tail)
+                total, steps = total + v, steps + 1
+            return params, total / steps
+        return epoch
+
+    def _epochs(self, params, lr, x, y, orders=None):
+        """Every epoch (lax.scan) -> (params, losses): rows in order, or x[order] for each
+        epoch's order."""
+        lax, p = self.jax.lax, self.problem
+        epoch = self._epoch_fn(self._step_fn(lr))
+        if orders is None:
+            batches, tail = self._batches(x, y)
+            return lax.scan(lambda params, _: epoch(params, batches, tail), params, None,
+                            length=p.epochs)
+
+        def shuffled(params, order):
+            return epoch(params, *self._batches(x[order], y[order]))
+        return lax.scan(shuffled, params, orders)
+
+    def _train_fn(self):
+        lr = np.dtype(self.problem.dtype).type(self.problem.kwargs["lr"])
+        return lambda params, x, y: self._epochs(params, lr, x, y)
 
     def setup(self):
         return (self.params, self.x, self.y), {}  # immutable: never modified
@@ -452,8 +500,189 @@ class SklearnImpl(Impl):
                 f"(reference {oracle[0][0]:.3g} -> {oracle[0][-1]:.3g})")
 
 
+# -------------------------------------------------------------------- many
+@contextlib.contextmanager
+def _environ(var, value):
+    """The environment variable ``var`` set to ``value`` inside the block (None: untouched)."""
+    if value is None:
+        yield
+        return
+    old = os.environ.get(var)
+    os.environ[var] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[var]
+        else:
+            os.environ[var] = old
+
+
+def network_orders(problem):
+    """(K, epochs, rows) row orders: network k's epochs as train_many shuffles them
+    (``rng.permutation(rows)`` per epoch, rng from the seed ``ManyProblem.network(k)``
+    names); None when the problem is not shuffled."""
+    if not problem.kwargs.get("shuffle"):
+        return None
+    return np.stack([[rng.permutation(problem.rows) for _ in range(problem.epochs)]
+                     for rng in (np.random.default_rng(problem.network(k).kwargs["seed"])
+                                 for k in range(problem.count))])
+
+
+def network_lrs(problem):
+    """(K,) learning rates: one per network, or the shared one repeated."""
+    lr = np.asarray(problem.kwargs["lr"], np.dtype(problem.dtype))
+    return np.array(np.broadcast_to(lr, (problem.count,)))
+
+
+class FastnnManyImpl(FastnnImpl):
+    """One fastnn.train_many call; ``threads``: FASTNN_THREADS during it (None: as set)."""
+    name = "fastnn-many"
+    threads = None
+
+    def run(self, x, y, ws, bs, kw):
+        with _environ("FASTNN_THREADS", self.threads):
+            return fastnn.train_many(x, y, ws, bs, **kw), ws, bs
+
+
+class FastnnMany1ThreadImpl(FastnnManyImpl):
+    name = "fastnn-many-1thread"
+    threads = "1"
+
+
+class FastnnSequentialImpl(FastnnImpl):
+    """K fastnn.train calls on views of the stacked arrays, network k with its lr and the
+    seed train_many gives it: bitwise train_many's results."""
+    name = "fastnn-sequential"
+
+    def __init__(self, problem):
+        super().__init__(problem)
+        self.networks = [problem.network(k) for k in range(problem.count)]
+
+    def setup(self):
+        ws, bs = self.problem.fresh()
+        kws = [n.train_kwargs() for n in self.networks]
+        return (self.problem.x, self.problem.y, ws, bs, kws), {}
+
+    def run(self, x, y, ws, bs, kws):
+        hist = [fastnn.train(x, y, [w[k] for w in ws], None if bs is None else
+                             [b[k] for b in bs], **kw) for k, kw in enumerate(kws)]
+        return np.stack(hist), ws, bs
+
+
+class JaxVmapImpl(JaxImpl):
+    """``jax.vmap`` over the networks of the ``jax`` row's training (same step and epochs),
+    jit'd; the lr and, when shuffled, the row orders of each network (``network_orders``,
+    drawn untimed) are vmapped arguments; an epoch gathers its rows once, x[order]."""
+    name = "jax-vmap"
+
+    def __init__(self, problem):
+        super().__init__(problem)
+        orders = network_orders(problem)
+        self.lr = self.jnp.asarray(network_lrs(problem))
+        self.orders = None if orders is None else self.jnp.asarray(orders)
+
+    def _train_fn(self):
+        shuffled = bool(self.problem.kwargs.get("shuffle"))
+        return self.jax.vmap(self._epochs, in_axes=(0, 0, None, None, 0 if shuffled else None))
+
+    def setup(self):
+        return (self.params, self.lr, self.x, self.y, self.orders), {}
+
+    def run(self, params, lr, x, y, orders):
+        return self.jax.block_until_ready(self.train(params, lr, x, y, orders))
+
+
+class TorchVmapImpl(_TorchBase):
+    """torch.func as its model-ensembling recipe: an nn.Sequential on the meta device, the
+    networks' parameters stacked in the dict ``stack_module_state`` gives, per step one
+    ``vmap(grad(objective))`` of ``functional_call`` over the networks, then plain SGD in
+    place. The objective's gradient is the one fastnn follows (for mse, of sum(r^2)/2m);
+    the reported loss is its aux. Shuffled: each network's rows (``network_orders``, drawn
+    untimed) gathered per step."""
+    name = "torch-vmap"
+
+    def __init__(self, problem):
+        super().__init__(problem)
+        t, p = self.torch, problem
+        self.model = self._model().to("meta")
+        self.layers = [j for j, m in enumerate(self.model) if isinstance(m, t.nn.Linear)]
+        orders = network_orders(p)
+        self.orders = None if orders is None else t.from_numpy(orders)
+        self.lr = t.from_numpy(network_lrs(p))
+        data = 0 if orders is not None else None
+        self.grads = t.func.vmap(t.func.grad(self._objective, has_aux=True),
+                                 in_dims=(0, data, data))
+
+    def _model(self):
+        t, p = self.torch, self.problem
+        acts = {"relu": t.nn.ReLU, "sigmoid": t.nn.Sigmoid, "tanh": t.nn.Tanh}
+        layers = []
+        for a, b, act in zip(p.widths, p.widths[1:], p.activations):
+            layers.append(t.nn.Linear(a, b, bias=p.biases is not None,
+                                      dtype=getattr(t, p.dtype)))
+            if act != "identity":
+                layers.append(acts[act]())
+        return t.nn.Sequential(*layers)
+
+    def _objective(self, params, xb, yb):
+        """(objective whose gradient a step follows, reported loss) of one network's batch."""
+        F = self.torch.nn.functional
+        z = self.torch.func.functional_call(self.model, params, (xb,))
+        loss = self.problem.kwargs["loss"]
+        if loss == "softmax_ce":
+            value = F.cross_entropy(z, yb)
+            return value, value.detach().double()
+        r = z - yb
+        value = r.double().square().sum()
+        if loss == "sse":
+            return r.square().sum(), value.detach()
+        return r.square().sum() / (2 * r.shape[0]), value.detach() / r.numel()
+
+    def setup(self):
+        t, p = self.torch, self.problem
+        params = {}
+        for j, w in zip(self.layers, p.weights):  # nn.Linear keeps (out, in)
+            params[f"{j}.weight"] = t.from_numpy(w.transpose(0, 2, 1).copy())
+        for j, b in zip(self.layers, p.biases or []):
+            params[f"{j}.bias"] = t.from_numpy(b.reshape(p.count, -1).copy())
+        return (params,), {}
+
+    def run(self, params):
+        p, t = self.problem, self.torch
+        history = t.empty(p.count, p.epochs, dtype=t.float64)
+        lrs = {k: self.lr.reshape((-1,) + (1,) * (v.dim() - 1)) for k, v in params.items()}
+        for epoch in range(p.epochs):
+            total, steps = 0, 0
+            for start in range(0, p.rows, p.batch):
+                xb, yb = self.batch(epoch, start)
+                grads, values = self.grads(params, xb, yb)
+                for k, g in grads.items():
+                    params[k].sub_(g.mul_(lrs[k]))
+                total, steps = total + values, steps + 1
+            history[:, epoch] = total / steps
+        return history, params
+
+    def batch(self, epoch, start):
+        """The step's rows: shared (m, .) in order, or (K, m, .) from each network's order."""
+        stop = start + self.problem.batch
+        if self.orders is None:
+            return self.x[start:stop], self.y[start:stop]
+        rows = self.orders[:, epoch, start:stop]
+        return self.x[rows], self.y[rows]
+
+    def unpack(self, result):
+        history, params = result
+        ws = [params[f"{j}.weight"].transpose(1, 2).numpy() for j in self.layers]
+        bs = None if self.problem.biases is None else \
+            [params[f"{j}.bias"].numpy() for j in self.layers]
+        return history.numpy(), ws, bs
+
+
 IMPLS = {cls.name: cls for cls in (FastnnImpl, FastnnNoCheckImpl, NumpyImpl, GemmFloor,
-                                    TorchImpl, TorchAutogradImpl, JaxImpl, SklearnImpl)}
+                                    TorchImpl, TorchAutogradImpl, JaxImpl, SklearnImpl,
+                                    FastnnManyImpl, FastnnMany1ThreadImpl, FastnnSequentialImpl,
+                                    JaxVmapImpl, TorchVmapImpl)}
 
 
 def available(name):

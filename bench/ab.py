@@ -102,11 +102,18 @@ FIGURES = [  # (path, case, how to switch it off, B's label)
     ("small-layer loops", seed_case("mlp3_gd"), blas_only, "BLAS for every layer"),
     ("small-layer loops", grid_case((16, 16, 16, 1), 32, 4096, "relu", 5), blas_only,
      "BLAS for every layer"),
-    ("BLAS above the threshold", grid_case((64, 64, 64), 256, 4096, "relu", 3), loops_only,
-     "loops for every layer"),
+    ("small-layer loops", grid_case((64, 64, 64), 256, 4096, "relu", 3), blas_only,
+     "BLAS for every layer"),
     ("BLAS above the threshold", grid_case((16, 64, 64, 64, 1), 32, 4096, "relu", 3),
      loops_only, "loops for every layer"),
+    ("BLAS above the threshold", grid_case((16, 64, 64), None, 4096, "sigmoid", 20),
+     loops_only, "loops for every layer"),
+    ("BLAS above the threshold", grid_case((256, 256, 256), 32, 4096, "relu", 1),
+     loops_only, "loops for every layer"),
 ]
+
+SWEEP_WIDTHS = (4, 16, 64, 128)
+SWEEP_ROWS = (1, 8, 32, 128, 512)
 
 
 def time_pair(run_a, run_b, rounds):
@@ -170,6 +177,36 @@ def micro_benchmarks(repeat):
     return rows
 
 
+def layer_sweep(repeat):
+    """BLAS time / loops time of one layer's forward and backward, per (n_in, n_out) and
+    batch rows m: the measurements behind kernels.blas_pays."""
+    from fastnn.kernels import dense as D
+    from fastnn.kernels._numba_private import bare
+
+    @numba.njit(error_model="numpy")
+    def layer(n, a_out, a_in, w, b, d_in, d_out, blas):
+        a_out, a_in, w, b, d_in, d_out = (bare(a_out), bare(a_in), bare(w), bare(b),
+                                          bare(d_in), bare(d_out))
+        for _ in range(n):
+            D.dense_forward(a_out, a_in, w, b, 1, blas)
+            D.dense_backward(d_in, w, b, w, d_out, a_in, 1, -1e-12, 1.0, blas)
+    rng = np.random.default_rng(0)
+    rows = []
+    for n_in in SWEEP_WIDTHS:
+        for n_out in SWEEP_WIDTHS:
+            ratios = []
+            for m in SWEEP_ROWS:
+                a_in, d_out = rng.standard_normal((n_in, m)), rng.standard_normal((n_out, m))
+                w, b = rng.standard_normal((n_in, n_out)) / 8, np.zeros(n_out)
+                args = (np.empty((n_out, m)), a_in, w, b, np.empty((n_in, m)), d_out)
+                reps = max(1, int(2e6 / (n_in * n_out * m + 2000)))
+                loops, blas = _per(lambda: layer(reps, *args, False),
+                                   lambda: layer(reps, *args, True), (), reps, repeat)
+                ratios.append(blas / loops)
+            rows.append((n_in, n_out, ratios))
+    return rows
+
+
 def _per(fast, plain, args, count, repeat):
     fast(*args), plain(*args)
     best = []
@@ -205,6 +242,14 @@ def main(argv=None):
               "|---|---|---|---:|---:|---|"]
     for op, mine, plain, t_mine, t_plain, unit in micro_benchmarks(args.rounds):
         lines.append(f"| {op} | {mine} | {plain} | {t_mine:.2f} | {t_plain:.2f} | {unit} |")
+        print(lines[-1], flush=True)
+    lines += ["", "BLAS time / loops time for one layer's forward and backward on m rows "
+              "(> 1: the loops are faster; kernels.blas_pays follows this table):", "",
+              "| n_in x n_out | " + " | ".join(f"m = {m}" for m in SWEEP_ROWS) + " |",
+              "|---|" + "---:|" * len(SWEEP_ROWS)]
+    for n_in, n_out, ratios in layer_sweep(args.rounds):
+        cells = " | ".join(f"{r:.2f}" for r in ratios)
+        lines.append(f"| {n_in} x {n_out} | {cells} |")
         print(lines[-1], flush=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

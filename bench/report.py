@@ -1,8 +1,9 @@
-"""Write docs/performance.md and docs/performance.png from benchmark results.
+"""Write docs/performance.md, docs/performance.png and the README's summary table from
+benchmark results.
 
 Usage, from the repository root::
 
-    python bench/report.py --run                 # measure everything (~15 min here), then write
+    python bench/report.py --run                 # measure everything (~17 min here), then write
     python bench/report.py --run --only grid     # re-measure a part, reuse the other results
     python bench/report.py                       # write from bench/results/*.json
     python bench/report.py a.json b.json         # write from these files (pytest-benchmark
@@ -10,7 +11,7 @@ Usage, from the repository root::
 
 ``--run`` runs, each writing its JSON into bench/results/:
 
-* ``grid``: ``python bench/grid.py --groups seeds,classify,grid,act`` (interleaved.json):
+* ``grid``: ``python bench/grid.py --groups seeds,classify,many,grid,act`` (interleaved.json):
   every row of a group timed alternately, so ratios compare like with like;
 * ``startup``: ``pytest bench/bench_startup.py --benchmark-only`` (startup.json);
 * ``busy``: ``python bench/busy.py`` (busy.json).
@@ -37,8 +38,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 DOC = os.path.join(ROOT, "docs", "performance.md")
 PNG = os.path.join(ROOT, "docs", "performance.png")
+README = os.path.join(ROOT, "README.md")
 RUNS = {  # --run pieces: command, JSON written
-    "grid": ([sys.executable, "bench/grid.py", "--groups", "seeds,classify,grid,act",
+    "grid": ([sys.executable, "bench/grid.py", "--groups", "seeds,classify,many,grid,act",
               "--out", "bench/results/interleaved.json"], "interleaved.json"),
     "startup": ([sys.executable, "-m", "pytest", "bench/bench_startup.py", "--benchmark-only",
                  "-q", "-p", "no:cacheprovider", "--benchmark-json=bench/results/startup.json"],
@@ -489,6 +491,64 @@ def classify_targets(results):
                   if name else None, "≥ 3×", True, 3.0)]
 
 
+# ----------------------------------------------------------------------- many
+MANY_IMPLS = ["fastnn-many", "fastnn-many-1thread", "fastnn-sequential", "jax-vmap", "torch-vmap"]
+MANY_BASE = "fastnn-many"  # every ratio's denominator
+MANY_RATIOS = ["fastnn-sequential", "fastnn-many-1thread", "jax-vmap", "torch-vmap"]
+MANY_CASES = ["many:mlp3_gd-64", "many:digits-64"]  # the targets' cases
+
+
+def many_section(results):
+    groups = results.named("many:")
+    if not groups:
+        return ""
+    rows, notes, failed = [], [], []
+    for name, g in groups.items():
+        case = name[len("many:"):]
+        rows.append([case] + [row_cell(g, i) for i in MANY_IMPLS]
+                    + [fmt_ratio(ratio(results.median(name, i), results.median(name, MANY_BASE)))
+                       for i in MANY_RATIOS])
+        info = next((r["info"] for r in g["rows"].values() if r.get("info")), {})
+        if info.get("description"):
+            notes.append(f"- `{case}`: {info['description']}.")
+        failed += [f"- {name} {label}: {r['error']}" for label, r in g["rows"].items()
+                   if "error" in r]
+    text = [table(["case"] + MANY_IMPLS + [f"{i} / {MANY_BASE}" for i in MANY_RATIOS], rows), "",
+            source_line(groups.values()), "",
+            "Median wall time of one run training every network (fresh copies of the initial "
+            "parameters each run). `fastnn-many`: one `fastnn.train_many` call, one thread per "
+            f"usable CPU ({results.machine.get('cores', '?')} cores here), each with one BLAS "
+            "thread; `fastnn-many-1thread`: the same with FASTNN_THREADS=1; "
+            "`fastnn-sequential`: one `fastnn.train` call per network, with the seed "
+            "train_many gives it (bitwise the same results); `jax-vmap`: `jax.jit` of "
+            "`jax.vmap` over the networks of the `jax` row's `lax.scan` training, each "
+            "network's lr a vmapped argument; `torch-vmap`: per step one `torch.func.vmap` "
+            "of `torch.func.grad` of `functional_call` on the stacked parameters, then plain "
+            "SGD in place. On shuffled cases jax and torch train on each network's row "
+            "orders as train_many draws them, drawn before the timed run. Every row was "
+            "checked network by network against `fastnn.reference` (rtol 1e-9) before it "
+            "was timed.", ""] + notes
+    if failed:
+        text += ["", "Rows that failed verification (not timed):", ""] + failed
+    return "\n".join(text)
+
+
+def many_targets(results):
+    s, out = "many", []
+    for name in MANY_CASES:
+        value = ratio(results.median(name, "fastnn-sequential"), results.median(name, MANY_BASE))
+        out.append(bound(f"64 networks: sequential train calls / train_many "
+                         f"({name[len('many:'):]})", s, value, "≥ 1.6×", True, 1.6))
+    for row, label in (("jax-vmap", "jax vmap / train_many"),
+                       ("torch-vmap", "torch vmap / train_many")):
+        vals = [(n[len("many:"):], ratio(results.median(n, row), results.median(n, MANY_BASE)))
+                for n in MANY_CASES]
+        out.append(count_target(s, label, "≥ 8×", [v for v in vals if v[1] is not None],
+                                lambda p: p[1] >= 8.0, lambda ps: min(ps, key=lambda p: p[1]),
+                                lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+    return out
+
+
 # ----------------------------------------------------------------------- busy
 def busy_ratios(w):
     c = {k: v["median"] for k, v in w["configs"].items()}
@@ -671,9 +731,52 @@ def _plot_panel(ax, pts, other, over_fastnn, title, lines):
 
 
 # --------------------------------------------------------------------- report
+def all_targets(results):
+    return (verification_target(results) + seed_targets(results) + grid_targets(results)
+            + classify_targets(results) + many_targets(results) + busy_targets(results)
+            + startup_targets(results))
+
+
+# The README's summary: the targets whose label starts with one of these.
+README_TARGETS = ("relu2: numpy / fastnn", "sigmoid2: numpy / fastnn", "mlp3_gd: numpy / fastnn",
+                  "mlp3_sgd: numpy / fastnn", "no point below", "median numpy / fastnn",
+                  "every layer", "tanh and sigmoid", "sklearn fit / fastnn",
+                  "torch eager / fastnn", "64 networks", "jax vmap", "loaded / quiet",
+                  "first-ever compile", "first call with a warm cache")
+README_BEGIN = "<!-- perf-summary: generated by `python bench/report.py`; do not edit by hand -->"
+README_END = "<!-- perf-summary end -->"
+
+
+def readme_summary(results):
+    """The README's short table: the key targets, and how many of all were met."""
+    targets = all_targets(results)
+    measured = [t for t in targets if t.met is not None]
+    key = [t for t in targets if t.label.startswith(README_TARGETS)]
+    days = sorted(s["datetime"][:10] for s in results.sources if s["datetime"])
+    when = days[0] if days and days[0] == days[-1] else "–".join(days[:1] + days[-1:])
+    return "\n".join([
+        f"{sum(t.met for t in measured)} of {len(measured)} measured targets met, in runs of "
+        f"{when or 'unknown date'} on {results.machine.get('cores', '?')} cores (every "
+        "target and row: [docs/performance.md](docs/performance.md)).", "",
+        table(["area", "target", "goal", "measured", "met"], [t.cells() for t in key],
+              ["l", "l", "l", "r", "l"])])
+
+
+def write_readme(results, path):
+    """Replace the README's summary between its markers; False when they are missing."""
+    with open(path) as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    with open(path, "w") as f:
+        f.write(head + README_BEGIN + "\n" + readme_summary(results) + "\n" + README_END + tail)
+    return True
+
+
 def report(results, command, png_name):
-    targets = (verification_target(results) + seed_targets(results) + grid_targets(results)
-               + classify_targets(results) + busy_targets(results) + startup_targets(results))
+    targets = all_targets(results)
     measured = [t for t in targets if t.met is not None]
     parts = [f"<!-- generated by `{command}` (bench/report.py); do not edit by hand -->",
              "# Performance", "",
@@ -693,12 +796,14 @@ def report(results, command, png_name):
                         ("Grid", grid_section(results, png_name)),
                         ("Activations", act_section(results)),
                         ("Classification (`classify`)", classify_section(results)),
+                        ("Many networks", many_section(results)),
                         ("Busy machine", busy_section(results)),
                         ("Start-up and compile", startup_section(results))):
         parts += ["", f"## {title}", "", body or "Not measured in these results."]
     parts += ["", "## Reproduce", "", "```",
               "python bench/report.py --run          # everything, then this page",
               "python bench/grid.py                  # the grid alone (interleaved)",
+              "python bench/grid.py --groups many    # K networks per call (interleaved)",
               "python bench/busy.py                  # the busy-machine runs",
               "pytest --benchmark-only               # pytest-benchmark, every group",
               "```"]
@@ -724,6 +829,8 @@ def main(argv=None):
                     + ",".join(RUNS))
     ap.add_argument("--out", default=DOC, help="the Markdown file (default docs/performance.md)")
     ap.add_argument("--png", default=PNG, help="the plot (default docs/performance.png)")
+    ap.add_argument("--readme", default=README, help="the README whose summary table to "
+                    "rewrite (default README.md; '' for none)")
     args = ap.parse_args(argv)
     if args.run:
         run_pieces([p for p in args.only.split(",") if p])
@@ -740,6 +847,8 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(report(results, command, png_name))
+    if args.readme and not write_readme(results, args.readme):
+        print(f"{args.readme} has no perf-summary markers; left as it was", file=sys.stderr)
     print(f"wrote {os.path.relpath(args.out, ROOT)}"
           + (f" and {os.path.relpath(args.png, ROOT)}" if png_ok else " (no plot: matplotlib "
              "or grid results missing)"), file=sys.stderr)

@@ -19,12 +19,26 @@ from ._validate import check_many
 RATE = 1e9  # work units per second assumed when cutting tasks (see _driver.work_per_epoch)
 
 
-def train_on_cluster(client, nets, subsets, optimizer, weights, biases, settings, progress):
-    """train_many's work on ``client`` (a dask.distributed.Client); see train_many."""
-    if settings.pop("callback", None) is not None:
+def check_client(client, callback, task_seconds):
+    """A dask.distributed.Client, no callback, a task size >= 0 (before anything is sent)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError("client= needs dask.distributed: pip install 'fastnn[dask]'") from None
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a dask.distributed.Client (for an address, pass "
+                        f"Client(address)), found {type(client).__name__}")
+    if callback is not None:
         raise TypeError("callback is not supported with client=: the networks train on the "
                         "cluster without a round trip per epoch; use progress=True, or train "
                         "without client=")
+    if isinstance(task_seconds, bool) or not isinstance(task_seconds, (int, float)) \
+            or not task_seconds >= 0 or not math.isfinite(task_seconds):
+        raise ValueError(f"task_seconds must be a finite number >= 0, found {task_seconds!r}")
+
+
+def train_on_cluster(client, nets, subsets, optimizer, weights, biases, settings, progress):
+    """train_many's work on ``client`` (a dask.distributed.Client); see train_many."""
     count = len(nets)
     groups = _groups(nets, subsets, settings["epochs"], settings["batch_size"],
                      settings.pop("task_seconds"))
@@ -33,7 +47,9 @@ def train_on_cluster(client, nets, subsets, optimizer, weights, biases, settings
     buffers, steps = optimizer.bind_many(arrays, count, n_params, nets[0].dtype)
     seeds = _seeds(settings.pop("seed"), count) if settings["shuffle"] else [None] * count
     x, y = _stacked_data(nets)
-    data = client.scatter([x, y], broadcast=True)  # once, to every worker
+    # once, to every worker; keys not from the content, which a repeated call would share
+    # with the previous call's data while the scheduler releases it
+    data = client.scatter([x, y], broadcast=True, hash=False)
     futures = [client.submit(train_group, data[0], data[1], g, [w[g] for w in weights],
                              None if biases is None else [b[g] for b in biases],
                              [subsets[k] for k in g], [seeds[k] for k in g], optimizer.select(g),
@@ -106,12 +122,12 @@ def _gather(client, futures, groups, epochs, bar):
     index = {f.key: i for i, f in enumerate(futures)}
     results = [None] * len(futures)
     done = 0
-    for future in as_completed(futures):
+    for future in as_completed(futures, loop=client.loop):  # the caller's client, default or not
         i = index[future.key]
         results[i] = future.result()  # raises the task's error, or KilledWorker
         done += len(groups[i]) * epochs
         if bar is not None:
-            bar.update(done, float(np.nanmean(results[i][0][:, -1])))
+            bar.update(done, _driver.finite_mean(results[i][0][:, -1]))
     return results
 
 

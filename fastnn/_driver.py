@@ -34,7 +34,8 @@ class History(NamedTuple):
     loss : float64 array, the training loss of every epoch run.
     val_loss : float64 array, the validation loss after every epoch run.
     best_epoch : int, the epoch (0-based) with the lowest validation loss.
-    stopped_early : bool, True when ``early_stopping`` ended training.
+    stopped_early : bool, True when ``early_stopping`` ran out of patience (on the last
+        epoch too).
     """
     loss: np.ndarray
     val_loss: np.ndarray
@@ -146,14 +147,29 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     return losses if validation is None else history(run, losses, val_losses)
 
 
-def shuffled_orders(rng):
-    """Row orders as train's shuffle draws them: rng.permutation(n_rows) once per epoch."""
-    def orders(count, n_rows):
+class shuffled_orders:
+    """Row orders as train's shuffle draws them: rng.permutation(n_rows) once per epoch.
+
+    A chunk's orders are drawn ahead; ``keep(used)`` leaves ``rng`` as if only the first
+    ``used`` of them had been drawn (a Generator the caller passed as seed then continues
+    where the epochs run left it, as in the NumPy loop)."""
+
+    def __init__(self, rng):
+        self.rng, self.before, self.drawn = rng, None, 0
+
+    def __call__(self, count, n_rows):
+        self.before, self.drawn, self.n_rows = self.rng.bit_generator.state, count, n_rows
         out = np.empty((count, n_rows), np.int64)
         for i in range(count):
-            out[i] = rng.permutation(n_rows)
+            out[i] = self.rng.permutation(n_rows)
         return out
-    return orders
+
+    def keep(self, used):
+        if self.before is not None and used < self.drawn:
+            self.rng.bit_generator.state = self.before
+            for _ in range(used):
+                self.rng.permutation(self.n_rows)
+        self.before = None
 
 
 def history(run, losses, val_losses):
@@ -169,7 +185,8 @@ def fit(run, epochs, orders, hooks):
     """Train up to ``epochs`` epochs in compiled chunks; returns the loss histories.
 
     ``orders(count, n_rows)`` gives the row orders of the next ``count`` epochs
-    (None: every epoch in row order)."""
+    (None: every epoch in row order); ``orders.keep(used)``, if it has one, is told how
+    many of them were used."""
     check_start(run)
     parts, val_parts = [], []
     done, rate = 0, 1e9  # rate: work units per second, re-measured after every chunk
@@ -179,6 +196,8 @@ def fit(run, epochs, orders, hooks):
             count = hooks.chunk_epochs(done, epochs, CHUNK_SECONDS * rate / per_epoch)
             with _blas_threads(run.uses_blas):
                 losses, vlosses, bad, elapsed = advance(run, count, orders)
+            if hasattr(orders, "keep"):  # the diverging epoch drew its order too
+                orders.keep(len(losses) + (bad is not None))
             parts.append(losses)
             val_parts.append(vlosses)
             if bad is not None:
@@ -190,6 +209,8 @@ def fit(run, epochs, orders, hooks):
                 break
     except KeyboardInterrupt as exc:
         settle(run)
+        if hasattr(orders, "keep"):
+            orders.keep(0)  # only an interrupted chunk's orders are still pending
         exc.history = _joined(parts)
         if run.validating:
             exc.val_history = _joined(val_parts)
@@ -361,7 +382,7 @@ class Hooks:
         networks still training. The callback gets the last epoch's (K,) losses."""
         self.bar_done += losses.shape[1] * active
         if self.bar is not None:
-            self.bar.update(self.bar_done, float(np.nanmean(losses[:, -1])))
+            self.bar.update(self.bar_done, finite_mean(losses[:, -1]))
         if self.callback is not None and end % self.every == 0:
             answer = self.callback(end - 1, losses[:, -1].copy())
             return answer is False or (isinstance(answer, np.bool_) and not answer)
@@ -370,6 +391,12 @@ class Hooks:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def finite_mean(values):
+    """The mean of the finite values (NaN when there is none, without a warning)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 class _Progress:

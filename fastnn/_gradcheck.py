@@ -174,8 +174,9 @@ def _derivative(objective, i, eps, pattern):
             values.append(value)
         else:
             up, down, up2, down2 = values
-            coarse, fine = (up - down) / (2 * h), (up2 - down2) / h
-            return (4 * fine - coarse) / 3
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported as inf
+                coarse, fine = (up - down) / (2 * h), (up2 - down2) / h
+                return (4 * fine - coarse) / 3
         h /= 4
     return None
 

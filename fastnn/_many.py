@@ -95,6 +95,9 @@ def train_many(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=
     check_hooks(None, callback, callback_every, progress)
     if on_divergence not in ON_DIVERGENCE:
         raise ValueError(f"on_divergence must be one of {ON_DIVERGENCE}, found {on_divergence!r}")
+    if client is not None:
+        from ._cluster import check_client
+        check_client(client, callback, task_seconds)
     nets, subsets = check_many(x, y, weights, biases, activation, loss, rows)
     if client is not None:
         from ._cluster import train_on_cluster
@@ -163,16 +166,21 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
     per_epoch = sum(_driver.work_per_epoch(r) for r in runs) / min(n_threads, count)
     uses_blas = any(r.uses_blas for r in runs)
     pool = ThreadPoolExecutor(min(n_threads, count), thread_name_prefix="fastnn")
+    pending = {}  # this round's futures until their losses are in history
     try:
         while done < epochs and active:
             chunk = hooks.chunk_epochs(done, epochs, _driver.CHUNK_SECONDS * rate / per_epoch)
             t0 = time.perf_counter()
             with _driver._blas_threads(uses_blas):
-                results = list(pool.map(lambda k: _driver.advance(runs[k], chunk, orders[k]),
-                                        active))
+                pending = {k: pool.submit(_driver.advance, runs[k], chunk, orders[k])
+                           for k in active}
+                results = {k: f.result() for k, f in pending.items()}
             elapsed = time.perf_counter() - t0
-            for k, (losses, _, bad, _) in zip(active, results):
+            this_round = np.full((count, chunk), np.nan)  # NaN: frozen, or diverged in it
+            for k, (losses, _, bad, _) in results.items():
                 history[k].append(losses)
+                del pending[k]
+                this_round[k, :len(losses)] = losses
                 if bad is not None:
                     diverged[k] = done + bad
             active = [k for k in active if k not in diverged]
@@ -180,11 +188,13 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
                 raise DivergenceError.of_networks(diverged, _padded(history, done + chunk))
             done += chunk
             rate = min(8 * rate, chunk * per_epoch / max(elapsed, 1e-6))
-            if hooks.after_chunk_many(_padded(history, done)[:, done - chunk:done], done,
-                                      len(active)):
-                break
+            if hooks.after_chunk_many(this_round, done, len(active)):
+                return _padded(history, done)
     except KeyboardInterrupt as exc:
         pool.shutdown(wait=True, cancel_futures=True)  # chunks already running finish
+        for k, future in pending.items():  # and were stored: their losses join the history
+            if future.done() and not future.cancelled() and future.exception() is None:
+                history[k].append(future.result()[0])
         for run in runs:
             _driver.settle(run)
         exc.history = _padded(history, max((sum(len(p) for p in h) for h in history), default=0))
@@ -192,7 +202,7 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
     finally:
         pool.shutdown(wait=True)
         hooks.close()
-    return _padded(history, done)
+    return _padded(history, epochs)  # every epoch run, or every network frozen: NaN after
 
 
 def _padded(history, epochs):

@@ -142,8 +142,9 @@ class Run:
                 and net.loss != K.SOFTMAX_CE):
             lay, size = KN.workspace_layout(widths, 1)
             return (True, None), lay, size, (0, 0)
-        if optimizer.fused and validation is None and KG.gram_pays(
-                widths, self.batch, n_rows, not shuffle, bool(self.table[0, KN.BLAS])):
+        if (optimizer.fused and not optimizer.continues_exactly and validation is None
+                and KG.gram_pays(
+                    widths, self.batch, n_rows, not shuffle, bool(self.table[0, KN.BLAS]))):
             lay, size, carried = KG.gram_layout(widths, n_rows)
             return (None, True), lay, size, carried
         lay, size = KN.workspace_layout(widths, self.batch)

@@ -88,8 +88,10 @@ def _targets(y, name, loss, n_out):
     return onehot
 
 
-def _check_target_values(ya, name, loss, dtype):
-    """softmax_ce rows must be probability rows; sigmoid_bce targets must lie in [0, 1]."""
+def _check_target_values(ya, name, loss, dtype, given):
+    """softmax_ce rows must be probability rows; sigmoid_bce targets must lie in [0, 1].
+    Rows sum to 1 within the rounding of the coarser of the network's dtype and the
+    dtype they were given in."""
     if loss == "sigmoid_bce" and ya.size and (ya.min() < 0 or ya.max() > 1):
         bad = ya[(ya < 0) | (ya > 1)][0]
         raise ValueError(f"{name} for sigmoid_bce must lie in [0, 1], found {float(bad)!r}")
@@ -99,7 +101,8 @@ def _check_target_values(ya, name, loss, dtype):
                              f"summing to 1) or 1-D class labels, found {float(ya.min())!r}")
         sums = ya.sum(axis=1, dtype=np.float64)
         worst = int(np.argmax(np.abs(sums - 1)))
-        if abs(sums[worst] - 1) > 8 * ya.shape[1] * np.finfo(dtype).eps:
+        eps = max(np.finfo(dtype).eps, np.finfo(given).eps if given.kind == "f" else 0.0)
+        if abs(sums[worst] - 1) > 8 * ya.shape[1] * eps:
             raise ValueError(f"{name} for softmax_ce must be probability rows (>= 0, each "
                              f"summing to 1) or 1-D class labels, found row {worst} "
                              f"summing to {float(sums[worst])!r}")
@@ -214,7 +217,7 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
     codes = _activation_codes(activation, len(weights) - 1)
     cast = [_finite_cast(d, name, dtype) for name, d in data]
     if y is not None:
-        _check_target_values(cast[1], "y", loss, dtype)
+        _check_target_values(cast[1], "y", loss, dtype, data[1][1].dtype)
     return Network(x=cast[0], y=cast[1] if y is not None else None, weights=list(weights),
                    biases=biases, dtype=dtype, widths=widths, activations=codes,
                    loss=LOSSES[loss])
@@ -254,9 +257,10 @@ def check_validation(validation, early_stopping, net, loss_name):
     if yv.shape[0] != xv.shape[0]:
         raise ValueError(f"validation[1] (y_val) must have one row per row of x_val "
                          f"({xv.shape[0]}), found {yv.shape[0]} rows")
+    given = yv.dtype
     xv = _finite_cast(xv, "validation[0] (x_val)", net.dtype)
     yv = _finite_cast(yv, "validation[1] (y_val)", net.dtype)
-    _check_target_values(yv, "validation[1] (y_val)", loss_name, net.dtype)
+    _check_target_values(yv, "validation[1] (y_val)", loss_name, net.dtype, given)
     return (xv, yv), int(early_stopping or 0)
 
 
@@ -349,7 +353,8 @@ def check_many(x, y, weights, biases, activation, loss, rows=None, update=True):
         if per_y:
             data_y = _finite_cast(np.stack([_targets(ya[k], "y", loss, first.widths[-1])
                                             for k in range(count)]), "y", first.dtype)
-            _check_target_values(data_y.reshape(-1, data_y.shape[-1]), "y", loss, first.dtype)
+            _check_target_values(data_y.reshape(-1, data_y.shape[-1]), "y", loss, first.dtype,
+                                 ya.dtype)
     nets = []
     for k in range(count):
         nets.append(Network(

@@ -68,6 +68,10 @@ class Optimizer:
         self._buffers = None  # (2, P) in the network's dtype
         self.steps = 0        # update steps taken so far
 
+    # An optimizer object promises that a second call continues bitwise; the Gram path,
+    # which restarts its carried products from the rounded weights, is only for lr=.
+    continues_exactly = True
+
     @property
     def fused(self):
         """True when the update is the plain ``p -= lr * g``, fused into backward."""
@@ -260,6 +264,8 @@ class Adam(Optimizer):
 class _PlainSGD(SGD):
     """What ``lr=`` means: p -= lr * g, no state worth keeping."""
 
+    continues_exactly = False
+
     def bind(self, arrays, n_params, dtype):
         return np.zeros((2, 0), dtype), 0
 
@@ -289,7 +295,12 @@ def resolve(lr, optimizer, networks=None):
         raise TypeError("settings with one value per network (arrays) are for "
                         "fastnn.train_many; fastnn.train takes one value")
     if count is not None and count != networks:
-        raise ValueError(f"settings per network must have one value for each of the "
+        given = [name for name in optimizer._numbers if isinstance(getattr(optimizer, name),
+                                                                  np.ndarray)]
+        given += ["betas"] if any(isinstance(b, np.ndarray) for b in
+                                  getattr(optimizer, "betas", ())) else []
+        what = "lr" if lr is not None else f"{type(optimizer).__name__}'s {', '.join(given)}"
+        raise ValueError(f"{what} per network must have one value for each of the "
                          f"{networks} networks, found {count}")
     return optimizer
 

@@ -231,6 +231,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     rng = np.random.default_rng(seed) if shuffle else None
     history, val_history = [], []
     best = (np.inf, -1, None)  # validation loss, epoch, snapshot
+    stopped = False
     for epoch in range(epochs):
         saved = opt.snapshot() if check_finite else None
         order = rng.permutation(n) if rng is not None else None
@@ -256,6 +257,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
             if val_history[-1] < best[0]:
                 best = (val_history[-1], epoch, opt.snapshot() if patience else None)
             elif patience and epoch - best[1] >= patience:
+                stopped = True  # patience ran out, on the last epoch too
                 break
     if patience and best[2] is not None:
         opt.restore(best[2])
@@ -264,4 +266,4 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
         return np.array(history)
     from ._driver import History
     return History(np.array(history), np.array(val_history), best[1],
-                   bool(patience) and len(history) < epochs)
+                   stopped)

@@ -4,7 +4,11 @@
 * ``error_model="numpy"``: division by zero gives inf/nan as in NumPy, never raises.
 * ``fastmath``: only flags that keep NaN and Inf, so divergence stays detectable.
   ``reassoc`` lets reductions vectorize; ``contract`` allows FMA. Code whose
-  rounding is part of its algorithm (``vmath.py``) takes ``FASTMATH_STRICT``.
+  rounding is part of its algorithm (``vmath.py``) takes ``FASTMATH_STRICT``; the
+  update rules (``optim.py``) take ``FASTMATH_NONE``: reassociated, Adam's
+  ``b2 v + (1 - b2) g^2`` was rewritten into a cancelling form (~450 eps off), and
+  with ``contract`` alone the copies of the function LLVM keeps in different callers
+  fused differently, so cached and freshly compiled code disagreed in the last bit.
 * ``cache=True``, through ``_numba_private.enable``: compiled code is kept on disk,
   and a cache problem never becomes an exception.
 """
@@ -19,6 +23,9 @@ from . import _numba_private
 FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
 # May fuse a * b + c into an FMA, but never reorder or fold arithmetic.
 FASTMATH_STRICT = frozenset({"contract"})
+# IEEE arithmetic as written: the same bits in every copy of a function, wherever LLVM
+# inlines it or not (an FMA is contracted or not depending on the surrounding code).
+FASTMATH_NONE = frozenset()
 
 
 def jit(fn=None, *, fastmath=FASTMATH, inline=False):
@@ -31,9 +38,9 @@ def jit(fn=None, *, fastmath=FASTMATH, inline=False):
     """
     if fn is None:
         return lambda f: jit(f, fastmath=fastmath, inline=inline)
-    if fastmath not in (FASTMATH, FASTMATH_STRICT):
-        raise ValueError("fastmath must be FASTMATH or FASTMATH_STRICT")
-    options = dict(nogil=True, error_model="numpy", fastmath=set(fastmath))
+    if fastmath not in (FASTMATH, FASTMATH_STRICT, FASTMATH_NONE):
+        raise ValueError("fastmath must be FASTMATH, FASTMATH_STRICT or FASTMATH_NONE")
+    options = dict(nogil=True, error_model="numpy", fastmath=set(fastmath) or False)
     if inline:
         options["inline"] = "always"
     return _numba_private.enable(numba.njit(**options)(fn))

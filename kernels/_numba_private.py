@@ -120,7 +120,7 @@ def enable(dispatcher):
 
 
 if numba.config.DISABLE_JIT:
-    pointer = None
+    pointer = pointer64 = None
 
     def bare(a):
         """``a`` itself (interpreted kernels count no references)."""
@@ -133,6 +133,16 @@ else:
             data = context.make_array(sig.args[0])(context, builder, args[0]).data
             return builder.gep(data, [args[1]])
         return types.CPointer(arr.dtype)(arr, off), codegen
+
+    @intrinsic
+    def pointer64(typingctx, arr, off):
+        """A float64 pointer to element ``off`` of the 1-D array ``arr`` (a float64 view of
+        float32 scratch: ``off`` must be 8-byte aligned)."""
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            to = context.get_value_type(types.CPointer(types.float64))
+            return builder.bitcast(builder.gep(data, [args[1]]), to)
+        return types.CPointer(types.float64)(arr, off), codegen
 
     @numba.njit(inline="always")
     def bare(a):

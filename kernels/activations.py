@@ -80,8 +80,9 @@ def activation_forward(a, act):
 def softmax_forward(p, tmp, z):
     """p (n, m) = softmax of z (n, m) over its n rows, column by column (p may be z).
 
-    Stable: exp(z - max) / sum exp(z - max). ``tmp`` (2, m) is scratch; on return
-    tmp[0] holds each column's log sum_j exp(z_j) (used by the softmax_ce loss).
+    Stable: exp(z - max) / sum exp(z - max). ``tmp`` (2, m), float64, is scratch; on
+    return tmp[0] holds each column's max_j z_j and tmp[1] its log sum_j exp(z_j - max),
+    so that the softmax_ce loss needs no difference of large numbers.
     """
     n, m = z.shape
     top, total = tmp[0], tmp[1]
@@ -100,7 +101,7 @@ def softmax_forward(p, tmp, z):
         for t in range(m):
             p[j, t] = p[j, t] / total[t]
     for t in range(m):
-        top[t] = np.log(np.float64(total[t])) + top[t]
+        total[t] = np.log(total[t])
 
 
 @jit

@@ -31,8 +31,8 @@ def loss_forward_backward(d, tmp, z, y, loss):
     ----------
     d : ndarray (outputs, m)
         Receives d loss / d z (see the module docstring for each loss).
-    tmp : ndarray (2, m)
-        Scratch (softmax_ce).
+    tmp : ndarray float64 (2, m)
+        Scratch (softmax_ce), float64 for float32 data too.
     z, y : ndarray (outputs, m)
         The output layer and the targets (feature-major: a column per row).
     loss : int
@@ -104,10 +104,10 @@ def _softmax_ce(d, tmp, z, y):
     # softmax cross-entropy of (n, m) logits z against probability rows y; see loss_forward_backward
     n, m = z.shape
     softmax_forward(d, tmp, z)
-    lse = tmp[0]
+    top, lse = tmp[0], tmp[1]
     total = 0.0
     for j in range(n):
-        for t in range(m):
-            total += np.float64(y[j, t]) * (np.float64(lse[t]) - z[j, t])  # -y log p
+        for t in range(m):  # -y log p = y (log sum exp(z - max) - (z - max)), in float64
+            total += np.float64(y[j, t]) * (lse[t] - (np.float64(z[j, t]) - top[t]))
             d[j, t] = (d[j, t] - y[j, t]) / m
     return total / m

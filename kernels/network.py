@@ -18,7 +18,7 @@ import numpy as np
 from numba import carray, config
 
 from ._jit import jit, plain
-from ._numba_private import pointer
+from ._numba_private import pointer, pointer64
 from .activations import SIGMOID, activation_forward, softmax_forward
 from .dense import dense_backward, dense_forward
 from .losses import SSE, loss_forward_backward
@@ -43,8 +43,8 @@ REDUCE_STEPS, REDUCE_ROWS = 0, 1  # epoch loss: mean of the step losses, or weig
 def workspace_layout(widths, m):
     """Offsets in the workspace for ``m`` rows of a network of ``widths`` (n_0 .. n_L), and
     its size: every activation (input first), every layer's gradient, the targets
-    transposed and two rows of loss scratch; ``lay[-1]`` is m (plain Python: the kernels
-    only read ``lay``)."""
+    transposed and two float64 rows of loss scratch; ``lay[-1]`` is m (plain Python: the
+    kernels only read ``lay``)."""
     widths = [int(n) for n in widths]
     n_layers = len(widths) - 1
     lay = np.zeros(2 * n_layers + 5, np.int64)
@@ -57,8 +57,9 @@ def workspace_layout(widths, m):
         off += widths[layer] * m
     lay[2 * n_layers + 1] = off  # targets
     off += widths[-1] * m
-    lay[2 * n_layers + 2] = off  # loss scratch
-    off += 2 * m
+    off += off % 2  # the loss scratch is float64 whatever the dtype: 8-byte aligned,
+    lay[2 * n_layers + 2] = off  # and 4 m elements hold its 2 m values in float32 too
+    off += 4 * m
     lay[2 * n_layers + 3] = off
     lay[2 * n_layers + 4] = m
     return lay, off
@@ -78,6 +79,19 @@ else:
         # of the CI's NUMBA_DISABLE_JIT pass check every block
         return carray(pointer(buf, off), (n, m))
 
+if config.DISABLE_JIT:
+    def scratch64(buf, off, m):
+        """(2, m) float64 view of the 1-D buf from off (4 m elements of a float32 buf)."""
+        size = 2 * m * 8 // buf.itemsize
+        if off < 0 or off + size > buf.shape[0]:
+            raise IndexError("block out of range")
+        return buf[off:off + size].view(np.float64).reshape((2, m))
+else:
+    @jit(inline=True)
+    def scratch64(buf, off, m):
+        # (2, m) float64 view of the 1-D buf from off (see block)
+        return carray(pointer64(buf, off), (2, m))
+
 
 @jit(inline=True)
 def activation(work, lay, net, layer, m):
@@ -94,10 +108,10 @@ def gradient(work, lay, net, layer, m):
 
 @jit(inline=True)
 def targets(work, lay, net, m):
-    # (n_L, m) targets of the loaded batch, and the (2, m) loss scratch
+    # (n_L, m) targets of the loaded batch, and the (2, m) float64 loss scratch
     n_layers = net.shape[0]
     return (block(work, lay[2 * n_layers + 1], net[n_layers - 1, N_OUT], m),
-            block(work, lay[2 * n_layers + 2], 2, m))
+            scratch64(work, lay[2 * n_layers + 2], m))
 
 
 @jit(inline=True)

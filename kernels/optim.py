@@ -16,14 +16,14 @@ g is the gradient plus decay * p; t the step number, from 1.
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import FASTMATH_NONE, jit
 
 SGD, ADAM, SK_SGD, SK_ADAM = 0, 1, 2, 3
 LR, MOMENTUM, DECAY, BIAS_DECAY, BETA1, BETA2, EPS = range(7)
 HYPER_SIZE = 7
 
 
-@jit
+@jit(fastmath=FASTMATH_NONE)  # IEEE as written: see _jit.py
 def optimizer_update(params, grads, state, rule, hyper, nesterov, t, n_weights, decay_scale):
     """One optimizer step on the flat parameters, in place (formulas: the module docstring).
 

@@ -97,4 +97,4 @@ def tanh64(x):
     q = ((s + TQ0) * s + TQ1) * s + TQ2
     small = x + x * s * (p / q)
     t = small if ax < 0.625 else big
-    return t if x == x else x
+    return t if x == x and x != 0.0 else x  # NaN, and zeros with their sign

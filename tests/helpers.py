@@ -252,3 +252,8 @@ def ulp_spread(x, y, weights, biases=None, *, make_optimizer=None, seeds=(1, 2, 
         dp = max(dp, max(float(np.max(np.abs(a.astype(np.float64) - e))) / float(np.max(np.abs(e)))
                          for a, e in zip(p, p0)))
     return dh, dp
+
+
+def buffers_of(optimizer):
+    """The state buffers an optimizer keeps after a train call (momentum, Adam's moments)."""
+    return optimizer.state()[0] if hasattr(optimizer, "state") else optimizer._buffers

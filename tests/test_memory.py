@@ -45,8 +45,10 @@ SLACK = 1 << 20  # 1 MiB: Python objects, the history, small index arrays
 
 
 def workspace_bound(batch, itemsize, widths=WIDTHS):
+    # every activation and gradient, the targets, and the loss scratch: two float64 rows,
+    # for which 4 elements per row are set aside whatever the dtype
     n = widths
-    return batch * itemsize * (n[0] + 2 * sum(n[1:]) + n[-1] + 2)
+    return batch * itemsize * (n[0] + 2 * sum(n[1:]) + n[-1] + 4) + 8
 
 
 def make(n_rows, dtype=np.float64, seed=0):

@@ -179,6 +179,8 @@ def test_blas_runs_on_one_thread_and_the_user_setting_is_kept(monkeypatch):
             user_api="blas").lib_controllers}
         assert after == {2}
         entered.clear()
-        x, y, w, b, kw = job(3)  # widths <= 30 with batch 1: no BLAS, no limit needed
-        fastnn.train(x, y, w, b, **kw)
+        rng = np.random.default_rng(5)  # 6 -> 8 -> 4 -> 1 in batches of 32: no BLAS layer,
+        x, y = rng.standard_normal((256, 6)), rng.standard_normal((256, 1))  # no limit needed
+        w = [rng.standard_normal(s) / 3 for s in ((6, 8), (8, 4), (4, 1))]
+        fastnn.train(x, y, w, lr=1e-3, epochs=3, batch_size=32)
         assert entered and not any(entered), entered
