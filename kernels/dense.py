@@ -20,8 +20,8 @@ def blas_pays(n_in, n_out, m):
 
     From a sweep of one layer's forward and backward, loops against BLAS, over widths
     4-128 and 1-512 rows, checked on the benchmark grid (docs/design.md): BLAS's fixed
-    cost per call loses on few products, and the loops keep a layer with a side
-    under 8 (under 16 from 64 rows) in registers.
+    cost per call loses on few products, and from 16 rows the loops keep a layer with
+    a side under 8 (under 16 from 64 rows) in registers.
     """
     p = n_in * n_out
     if m < 16:

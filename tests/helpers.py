@@ -257,3 +257,25 @@ def ulp_spread(x, y, weights, biases=None, *, make_optimizer=None, seeds=(1, 2, 
 def buffers_of(optimizer):
     """The state buffers an optimizer keeps after a train call (momentum, Adam's moments)."""
     return optimizer.state()[0] if hasattr(optimizer, "state") else optimizer._buffers
+
+
+# A child process that prints "start", trains, and prints "caught" on Ctrl-C: its
+# first lines, so that its stacks can be dumped if it stops answering.
+CHILD_STACKS = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+
+
+def child_line(proc, timeout):
+    """The child's next stdout line; after timeout seconds (no hang) a failure that
+    shows the child's stderr and the stacks of its threads (CHILD_STACKS)."""
+    import select
+    import signal
+    import time
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        proc.kill()
+        pytest.fail(f"no output from the child within {timeout} s; its stderr:\n"
+                    f"{proc.stderr.read()[-6000:]}")
+    return proc.stdout.readline()
+

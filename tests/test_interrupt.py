@@ -22,7 +22,6 @@ weights, then re-raises. The parent checks:
 """
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import pytest
 
 import fastnn
 from fastnn import reference
+from helpers import CHILD_STACKS, child_line
 
 CHILD = textwrap.dedent("""
     import sys, time
@@ -68,30 +68,24 @@ def relu2():
     return x, y, w
 
 
-def read_line(proc, timeout):
-    """The child's next stdout line, or a failure after timeout seconds (no hang)."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        pytest.fail(f"no output from the child within {timeout} s")
-    return proc.stdout.readline()
 
 
 @pytest.mark.parametrize("batch_size", [None, 16])
 def test_ctrl_c_returns_within_1s_at_a_completed_epoch(tmp_path, batch_size):
     script = tmp_path / "child.py"
-    script.write_text(CHILD)
+    script.write_text(CHILD_STACKS + CHILD)
     out = str(tmp_path / "saved")
     proc = subprocess.Popen([sys.executable, str(script), out, str(batch_size)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
-        line = read_line(proc, 300)  # waits for imports and compilation
+        line = child_line(proc, 300)  # waits for imports and compilation
         assert line.startswith("start"), line + proc.stderr.read()
         started = float(line.split()[1])
         time.sleep(1.5)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        line = read_line(proc, 10)
+        line = child_line(proc, 10)
         received = time.monotonic()
         stdout, stderr = proc.communicate(timeout=60)
         exited = time.monotonic()

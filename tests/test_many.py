@@ -18,7 +18,6 @@ The Cluster (client=) tests are in test_cluster.py.
 """
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import pytest
 
 import fastnn
 from fastnn import _driver, _many
+from helpers import CHILD_STACKS, child_line
 from helpers import ARCHS, DTYPES, F32, F64, LR, MODES, RTOL, activation_for, assert_moved, \
     class_net, copies, grid_net
 
@@ -765,11 +765,6 @@ def ctrl_c_problem():
     return x, y, w, np.linspace(1e-4, 3e-4, 6)
 
 
-def _read_line(proc, timeout):
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        pytest.fail(f"no output from the child within {timeout} s")
-    return proc.stdout.readline()
 
 
 @pytest.fixture(scope="module")
@@ -778,19 +773,19 @@ def interrupted(tmp_path_factory):
     the epoch each network's saved weights correspond to (replayed with train + callback)."""
     tmp = tmp_path_factory.mktemp("ctrl_c")
     script = tmp / "child.py"
-    script.write_text(CHILD)
+    script.write_text(CHILD_STACKS + CHILD)
     out = str(tmp / "saved")
     proc = subprocess.Popen([sys.executable, str(script), out], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
-        line = _read_line(proc, 300)
+        line = child_line(proc, 300)
         assert line.startswith("start"), line + proc.stderr.read()
         started = float(line.split()[1])
         time.sleep(1.0)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        line = _read_line(proc, 10)
+        line = child_line(proc, 10)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
