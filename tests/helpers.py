@@ -278,4 +278,3 @@ def child_line(proc, timeout):
         pytest.fail(f"no output from the child within {timeout} s; its stderr:\n"
                     f"{proc.stderr.read()[-6000:]}")
     return proc.stdout.readline()
-

@@ -68,8 +68,6 @@ def relu2():
     return x, y, w
 
 
-
-
 @pytest.mark.parametrize("batch_size", [None, 16])
 def test_ctrl_c_returns_within_1s_at_a_completed_epoch(tmp_path, batch_size):
     script = tmp_path / "child.py"

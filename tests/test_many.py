@@ -32,9 +32,8 @@ import pytest
 
 import fastnn
 from fastnn import _driver, _many
-from helpers import CHILD_STACKS, child_line
-from helpers import ARCHS, DTYPES, F32, F64, LR, MODES, RTOL, activation_for, assert_moved, \
-    class_net, copies, grid_net
+from helpers import ARCHS, CHILD_STACKS, DTYPES, F32, F64, LR, MODES, RTOL, activation_for, \
+    assert_moved, child_line, class_net, copies, grid_net
 
 K = 3
 EPOCHS = 8
@@ -763,8 +762,6 @@ def ctrl_c_problem():
     x, y = rng.standard_normal((64, 200)), rng.standard_normal((64, 10))
     w = [rng.standard_normal((6, 200, 50)) / 15, rng.standard_normal((6, 50, 10)) / 7]
     return x, y, w, np.linspace(1e-4, 3e-4, 6)
-
-
 
 
 @pytest.fixture(scope="module")
