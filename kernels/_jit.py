@@ -6,9 +6,10 @@
   ``reassoc`` lets reductions vectorize; ``contract`` allows FMA. Code whose
   rounding is part of its algorithm (``vmath.py``) takes ``FASTMATH_STRICT``; the
   update rules (``optim.py``) take ``FASTMATH_NONE``: reassociated, Adam's
-  ``b2 v + (1 - b2) g^2`` was rewritten into a cancelling form (~450 eps off), and
-  with ``contract`` alone the copies of the function LLVM keeps in different callers
-  fused differently, so cached and freshly compiled code disagreed in the last bit.
+  ``b2 v + (1 - b2) g^2`` was rewritten into a cancelling form (~450 eps off).
+  Fastmath code rounds as its surrounding module was optimized, so every kernel
+  runs its own copies of its callees (``_numba_private.own_copies``): compiled and
+  cached code then compute the same bits.
 * ``cache=True``, through ``_numba_private.enable``: compiled code is kept on disk,
   and a cache problem never becomes an exception.
 """
@@ -23,8 +24,7 @@ from . import _numba_private
 FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
 # May fuse a * b + c into an FMA, but never reorder or fold arithmetic.
 FASTMATH_STRICT = frozenset({"contract"})
-# IEEE arithmetic as written: the same bits in every copy of a function, wherever LLVM
-# inlines it or not (an FMA is contracted or not depending on the surrounding code).
+# IEEE arithmetic as written, in the order written.
 FASTMATH_NONE = frozenset()
 
 

@@ -1,4 +1,4 @@
-"""The one place fastnn touches Numba internals: its on-disk cache, and views.
+"""The one place fastnn touches Numba internals: its on-disk cache, linking, and views.
 
 Views. A view made by slicing and reshaping a buffer holds a reference to it:
 an atomic increment and decrement per view, several per layer and step, which
@@ -17,6 +17,16 @@ The cache. Numba's public ``cache=True`` falls short in three ways, each handled
 3. Loading an entry first refreshes Numba's typing and lowering registries,
    which only compiling needs; that was most of the first call in a fresh process.
 
+Linking. Numba links a copy of every callee into its caller's module as a weak
+(``linkonce_odr``) symbol, and the JIT binds a weak symbol to the first definition
+it has seen. In a process that compiles, that is the callee's own library; in a
+process that loads from the cache, the copy inside the cached caller. Fastmath
+code is optimized once more in the caller's module, so the two copies can round
+differently: freshly compiled and cached code gave results one ulp apart, which a
+chaotic run amplifies. ``own_copies`` makes the copies linked into a fastnn
+kernel's module internal to it: every kernel runs its own copies, the same
+machine code whether compiled or loaded, in any process.
+
 The Numba range this was written for is pinned in ``pyproject.toml``, and
 ``tests/test_cache.py`` checks both the internals used here and that a fresh
 process loads every kernel with zero compilations.
@@ -27,8 +37,10 @@ import os
 import warnings
 
 import numba
+from llvmlite import binding as llvm
 from numba import types
 from numba.core.caching import FunctionCache
+from numba.core.codegen import CPUCodeLibrary
 from numba.core.runtime import rtsys
 from numba.extending import intrinsic
 
@@ -81,6 +93,27 @@ class TolerantCache(FunctionCache):
                           f"({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
 
 
+_KERNEL = "6fastnn7kernels"  # in the mangled name of every fastnn kernel
+# Numba's own method (another copy of fastnn in this process may have replaced it already)
+_optimize_final_module = getattr(CPUCodeLibrary, "_optimize_final_module", None)
+_optimize_final_module = getattr(_optimize_final_module, "original", _optimize_final_module)
+
+
+def own_copies(library):
+    """Before a fastnn kernel's module passes: the callees linked into it become internal
+    (its own copies, never another library's). Other libraries are left as they are."""
+    functions = list(library._final_module.functions)
+    if any(_KERNEL in f.name and not f.is_declaration and f.linkage == llvm.Linkage.external
+           for f in functions):
+        for f in functions:
+            if not f.is_declaration and f.linkage == llvm.Linkage.linkonce_odr:
+                f.linkage = llvm.Linkage.internal
+    _optimize_final_module(library)
+
+
+own_copies.original = _optimize_final_module
+
+
 def missing_internals():
     """The Numba internals used here that the installed Numba lacks (tests/test_cache.py)."""
     from numba.core.base import BaseContext
@@ -88,7 +121,9 @@ def missing_internals():
 
     missing = [f"{owner.__name__}.{name}" for owner, name in (
         (FunctionCache, "_load_overload"), (FunctionCache, "_guard_against_spurious_io_errors"),
-        (rtsys, "initialize"), (BaseContext, "make_array")) if not hasattr(owner, name)]
+        (rtsys, "initialize"), (BaseContext, "make_array"),
+        (CPUCodeLibrary, "_optimize_final_module"), (CPUCodeLibrary, "_get_module_for_linking"),
+        (llvm.Linkage, "linkonce_odr")) if not hasattr(owner, name)]
     probe = numba.njit(cache=True)(sources_stamp)  # a function with a source file
     if not isinstance(getattr(probe, "_cache", None), FunctionCache):
         missing.append("Dispatcher._cache")
@@ -118,6 +153,9 @@ def enable(dispatcher):
                           stacklevel=3)
     return dispatcher
 
+
+if not numba.config.DISABLE_JIT and _optimize_final_module is not None:
+    CPUCodeLibrary._optimize_final_module = own_copies
 
 if numba.config.DISABLE_JIT:
     pointer = pointer64 = None

@@ -19,16 +19,16 @@ def blas_pays(n_in, n_out, m):
     """True when BLAS beats the small-layer loops for an (n_in, n_out) layer on m rows.
 
     From a sweep of one layer's forward and backward, loops against BLAS, over widths
-    4-128 and 1-512 rows (docs/design.md): BLAS's fixed cost per call loses on few
-    products and the loops on wide layers; from 64 rows the loops win on layers of
-    fewer than 64 x 128 products per row (64 x 64 from 512 rows).
+    4-128 and 1-512 rows, checked on the benchmark grid (docs/design.md): BLAS's fixed
+    cost per call loses on few products, and from 16 rows the loops keep a layer with
+    a side under 8 (under 16 from 64 rows) in registers.
     """
     p = n_in * n_out
     if m < 16:
         return p > 64
     if m < 64:
-        return p > 256 and min(n_in, n_out) >= 8
-    return p >= (8192 if m < 512 else 4096)
+        return p > 64 and min(n_in, n_out) >= 8
+    return p >= 1024 and min(n_in, n_out) >= 16
 
 
 @jit(inline=True)

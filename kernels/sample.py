@@ -17,7 +17,7 @@ for m = 1. A/B figures: docs/design.md.
 import numpy as np
 
 from ._jit import FASTMATH_STRICT, jit
-from .activations import RELU, activation_grad, activation_value
+from .activations import activation_grad, activation_value
 from .losses import finish_loss, pointwise_loss
 from .network import ACT, B_OFF, LOSS, LOSS_SCALE, LR, N_IN, N_OUT, T, W_OFF
 
@@ -82,10 +82,7 @@ def _forward(params, work, w, b, a_in, a_out, n_in, n_out, act):
             if i >= n_in:
                 break
             s += work[a_in + _u(i)] * params[w + _u(i) * n_out_u + _u(j)]
-        work[a_out + _u(j)] = activation_value(s, act, zero) if act <= RELU else s
-    if act > RELU:  # sigmoid and tanh in a loop of their own, which vectorizes
-        for j in range(min(n_out, SMALL)):
-            work[a_out + _u(j)] = activation_value(work[a_out + _u(j)], act, zero)
+        work[a_out + _u(j)] = activation_value(s, act, zero)
 
 
 @jit(inline=True)
