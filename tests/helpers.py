@@ -11,6 +11,10 @@ Comparisons:
   test is meaningless for entries that cancel to ~0.
 """
 
+import select
+import signal
+import time
+
 import numpy as np
 import pytest
 
@@ -267,9 +271,6 @@ CHILD_STACKS = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR
 def child_line(proc, timeout):
     """The child's next stdout line; after timeout seconds (no hang) a failure that
     shows the child's stderr and the stacks of its threads (CHILD_STACKS)."""
-    import select
-    import signal
-    import time
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
         proc.send_signal(signal.SIGUSR1)
