@@ -263,14 +263,19 @@ def buffers_of(optimizer):
     return optimizer.state()[0] if hasattr(optimizer, "state") else optimizer._buffers
 
 
-# A child process that prints "start", trains, and prints "caught" on Ctrl-C: its
-# first lines, so that its stacks can be dumped if it stops answering.
-CHILD_STACKS = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+# The first lines of a child process that prints "start", trains, and prints "caught" on
+# Ctrl-C: its stacks can be dumped if it stops answering, and it takes SIGINT as a terminal's
+# foreground process does even when the test runner was started with SIGINT ignored (a
+# shell's background job, nohup), a state every child would otherwise inherit.
+CHILD_PRELUDE = ("import faulthandler, signal\n"
+                 "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+                 "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                 "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n")
 
 
 def child_line(proc, timeout):
     """The child's next stdout line; after timeout seconds (no hang) a failure that
-    shows the child's stderr and the stacks of its threads (CHILD_STACKS)."""
+    shows the child's stderr and the stacks of its threads (CHILD_PRELUDE)."""
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
         proc.send_signal(signal.SIGUSR1)
