@@ -6,6 +6,8 @@
   numpy, gemm-floor, torch.
 * ``act``: for each network of the grid that appears with relu, sigmoid and tanh,
   the three fastnn rows measured together (target: tanh and sigmoid <= 1.3x relu).
+* ``hooks``: the seed workloads in float64, rows fastnn, fastnn-callback (a callback after
+  every epoch) and fastnn-print (print_every=1).
 * ``classify``: digits-sized softmax classification with Adam (issue 17); rows
   fastnn, numpy, torch (autograd + torch.optim.Adam) and sklearn.
 * ``many``: K = 64 networks per call (:class:`_harness.ManyProblem`), mlp3_gd-shaped
@@ -63,6 +65,17 @@ def seed_cases():
                  [(impl, impl, functools.partial(seed_problem, w, dt)) for impl in SEED_IMPLS],
                  {"workload": w, "dtype": dt})
             for w in SEED_WORKLOADS for dt in DTYPES]
+
+
+# ---------------------------------------------------------------------- hooks
+HOOKS_IMPLS = ("fastnn", "fastnn-callback", "fastnn-print")
+
+
+def hooks_cases():
+    return [Case("hooks", f"hooks:{w}",
+                 [(impl, impl, functools.partial(seed_problem, w, "float64"))
+                  for impl in HOOKS_IMPLS], {"workload": w, "dtype": "float64"})
+            for w in SEED_WORKLOADS]
 
 
 # ----------------------------------------------------------------------- grid
@@ -282,7 +295,7 @@ def many_cases():
             for name, build in (("mlp3_gd", many_mlp3_problem), ("digits", many_digits_problem))]
 
 
-GROUPS = {"seeds": seed_cases, "grid": grid_cases, "act": act_cases, "classify": classify_cases,
+GROUPS = {"seeds": seed_cases, "hooks": hooks_cases, "grid": grid_cases, "act": act_cases, "classify": classify_cases,
           "many": many_cases}
 
 

@@ -7,6 +7,8 @@ checks itself against ``fastnn.reference`` in ``verify`` (which returns a line
 saying how). Rows:
 
 * ``fastnn``, ``fastnn-nocheck`` (check_finite=False): ``fastnn.train``;
+* ``fastnn-callback``, ``fastnn-print``: ``fastnn.train`` with a callback after every
+  epoch, or ``print_every=1`` (printed into a sink: fastnn's cost, not a terminal's);
 * ``numpy``: ``fastnn.reference.train``, the plain per-batch NumPy loop, and the oracle;
 * ``gemm-floor``: only that loop's matrix products (:class:`GemmFloor`);
 * ``torch``: PyTorch eager without autograd, the NumPy loop written with tensors;
@@ -79,6 +81,34 @@ class FastnnNoCheckImpl(FastnnImpl):
     """check_finite=False: the cost of divergence checking (target <= 2%)."""
     name = "fastnn-nocheck"
     extra = {"check_finite": False}
+
+
+def _every_epoch(epoch, loss):
+    """A callback that does nothing (the cost measured is fastnn's)."""
+
+
+class FastnnCallbackImpl(FastnnImpl):
+    """A callback after every epoch (target: <= 1.3x relu2's run, <= 2.5x mlp3_gd's)."""
+    name = "fastnn-callback"
+    extra = {"callback": _every_epoch}
+
+
+class _Sink:
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+class FastnnPrintImpl(FastnnImpl):
+    """print_every=1, into a sink."""
+    name = "fastnn-print"
+    extra = {"print_every": 1}
+
+    def run(self, x, y, ws, bs, kw):
+        with contextlib.redirect_stdout(_Sink()):
+            return super().run(x, y, ws, bs, kw)
 
 
 class NumpyImpl(FastnnImpl):
@@ -679,7 +709,8 @@ class TorchVmapImpl(_TorchBase):
         return history.numpy(), ws, bs
 
 
-IMPLS = {cls.name: cls for cls in (FastnnImpl, FastnnNoCheckImpl, NumpyImpl, GemmFloor,
+IMPLS = {cls.name: cls for cls in (FastnnImpl, FastnnNoCheckImpl, FastnnCallbackImpl,
+                                    FastnnPrintImpl, NumpyImpl, GemmFloor,
                                     TorchImpl, TorchAutogradImpl, JaxImpl, SklearnImpl,
                                     FastnnManyImpl, FastnnMany1ThreadImpl, FastnnSequentialImpl,
                                     JaxVmapImpl, TorchVmapImpl)}

@@ -14,7 +14,8 @@ Usage, from the repository root::
 * ``grid``: ``python bench/grid.py --groups seeds,classify,many,grid,act`` (interleaved.json):
   every row of a group timed alternately, so ratios compare like with like;
 * ``startup``: ``pytest bench/bench_startup.py --benchmark-only`` (startup.json);
-* ``busy``: ``python bench/busy.py`` (busy.json).
+* ``busy``: ``python bench/busy.py`` (busy.json);
+* ``hooks``: ``python bench/grid.py --groups hooks`` (hooks.json).
 
 A group found in several files is taken whole from one of them: an interleaved
 (grid.py) run before a pytest-benchmark one, a later file before an earlier one
@@ -46,6 +47,8 @@ RUNS = {  # --run pieces: command, JSON written
                  "-q", "-p", "no:cacheprovider", "--benchmark-json=bench/results/startup.json"],
                 "startup.json"),
     "busy": ([sys.executable, "bench/busy.py", "--out", "bench/results/busy.json"], "busy.json"),
+    "hooks": ([sys.executable, "bench/grid.py", "--groups", "hooks", "--out",
+               "bench/results/hooks.json"], "hooks.json"),
 }
 SEED_IMPLS = ["fastnn", "fastnn-nocheck", "numpy", "gemm-floor", "torch", "jax"]
 GRID_IMPLS = ["fastnn", "numpy", "gemm-floor", "torch"]
@@ -292,7 +295,69 @@ def seeds_section(results):
             "parameters each run). `fastnn / gemm-floor` below 1× on relu2 and sigmoid2 is "
             "the Gram path, which does fewer products; on mlp3's 4-unit layers the gemm-floor "
             "is mostly NumPy's per-call overhead.", ""] + notes
+    rate = flop_rate(results, "mlp3_gd")
+    if rate:
+        text += ["", f"What limits mlp3_gd's numpy / fastnn: the fastnn row does the NumPy "
+                 f"loop's arithmetic (2 flops per multiply-add of the forward pass, the weight "
+                 f"gradients and the hidden layers' gradients) at {rate / 1e9:.1f} GFlop/s, "
+                 "against one core's double-precision peak of 16 flops per cycle (two 4-wide "
+                 "FMA units: 42 GFlop/s at 2.6 GHz). The ratio is the NumPy loop's time over "
+                 "a loop close to the time of its arithmetic."]
     return "\n".join(text)
+
+
+def flop_rate(results, workload):
+    """flop/s of the fastnn row on a full-batch seed workload (None if not measured)."""
+    from fastnn import _workloads
+    w = _workloads.WORKLOADS[workload]
+    seconds = results.median(f"seed:{workload}-float64", "fastnn")
+    if not seconds or w.batch_size is not None:
+        return None
+    pairs = list(zip(w.widths, w.widths[1:]))
+    macs = 2 * sum(a * b for a, b in pairs) + sum(a * b for a, b in pairs[1:])
+    return 2 * macs * w.rows * w.epochs / seconds
+
+
+# ---------------------------------------------------------------------- hooks
+HOOKS_IMPLS = ["fastnn", "fastnn-callback", "fastnn-print"]
+HOOKS_GOALS = {"relu2": 1.3, "mlp3_gd": 2.5}  # hook / no hook, at most
+
+
+def hooks_section(results):
+    groups = results.named("hooks:")
+    if not groups:
+        return ""
+    rows = []
+    for name, g in groups.items():
+        base = results.median(name, "fastnn")
+        rows.append([name[len("hooks:"):]] + [row_cell(g, i) for i in HOOKS_IMPLS]
+                    + [fmt_ratio(ratio(results.median(name, i), base)) for i in HOOKS_IMPLS[1:]])
+    return "\n".join([
+        table(["workload"] + HOOKS_IMPLS + ["callback / none", "print / none"], rows,
+              ["l"] + ["r"] * (len(HOOKS_IMPLS) + 2)), "", source_line(groups.values()), "",
+        "The seed workloads in float64. `fastnn-callback`: a callback that does nothing, after "
+        "every epoch; `fastnn-print`: `print_every=1`, printed into a sink (fastnn's cost, not "
+        "a terminal's). Losses are printed from each chunk's history, so printing needs no "
+        "extra compiled calls; a callback sees the weights of its epoch, so every epoch is a "
+        "compiled call of its own, followed by the write-back into the user's arrays. What "
+        "limits the callback rows: on relu2 and sigmoid2 (the Gram path) each call must form "
+        "the first layer's weights, one 64×1000×n1 product that the path otherwise does once "
+        "per call, against an epoch that costs about a 64×64×n1 product (the generic path "
+        "would do two 64×1000×n1 products per epoch: slower still); on mlp3 a few "
+        "microseconds of Python per call (the compiled call's 21 arguments, the write-back of "
+        "six arrays, the checkpoint an interrupt restores) against an epoch of about 4 µs."])
+
+
+def hooks_targets(results):
+    out = []
+    for workload, limit in HOOKS_GOALS.items():
+        name = f"hooks:{workload}"
+        for row, what in (("fastnn-callback", "a callback after every epoch"),
+                          ("fastnn-print", "print_every=1")):
+            value = ratio(results.median(name, row), results.median(name, "fastnn"))
+            out.append(bound(f"{workload}: {what} / no hook", "hooks", value,
+                             f"≤ {limit:g}×", False, limit))
+    return out
 
 
 # ----------------------------------------------------------------------- grid
@@ -732,7 +797,8 @@ def _plot_panel(ax, pts, other, over_fastnn, title, lines):
 
 # --------------------------------------------------------------------- report
 def all_targets(results):
-    return (verification_target(results) + seed_targets(results) + grid_targets(results)
+    return (verification_target(results) + seed_targets(results) + hooks_targets(results)
+            + grid_targets(results)
             + classify_targets(results) + many_targets(results) + busy_targets(results)
             + startup_targets(results))
 
@@ -742,7 +808,8 @@ README_TARGETS = ("relu2: numpy / fastnn", "sigmoid2: numpy / fastnn", "mlp3_gd:
                   "mlp3_sgd: numpy / fastnn", "no point below", "median numpy / fastnn",
                   "every layer", "tanh and sigmoid", "sklearn fit / fastnn",
                   "torch eager / fastnn", "64 networks", "jax vmap", "loaded / quiet",
-                  "first-ever compile", "first call with a warm cache")
+                  "first-ever compile", "first call with a warm cache", "relu2: a callback",
+                  "mlp3_gd: a callback")
 README_BEGIN = "<!-- perf-summary: generated by `python bench/report.py`; do not edit by hand -->"
 README_END = "<!-- perf-summary end -->"
 
@@ -793,6 +860,7 @@ def report(results, command, png_name):
              table(["area", "target", "goal", "this run", "met"], [t.cells() for t in targets],
                    ["l", "l", "l", "r", "l"])]
     for title, body in (("Seed workloads", seeds_section(results)),
+                        ("Hooks", hooks_section(results)),
                         ("Grid", grid_section(results, png_name)),
                         ("Activations", act_section(results)),
                         ("Classification (`classify`)", classify_section(results)),
@@ -805,6 +873,7 @@ def report(results, command, png_name):
               "python bench/grid.py                  # the grid alone (interleaved)",
               "python bench/grid.py --groups many    # K networks per call (interleaved)",
               "python bench/busy.py                  # the busy-machine runs",
+              "python bench/grid.py --groups hooks   # callbacks and printing (interleaved)",
               "pytest --benchmark-only               # pytest-benchmark, every group",
               "```"]
     return "\n".join(parts) + "\n"

@@ -20,8 +20,8 @@ weights, then re-raises. The parent checks:
   the replay is exact), and k - 1 epochs do not. The rate, 1e-8 rather than seed
   000's 1e-6, keeps the weights moving for the ~50k epochs the child trains (at 1e-6
   they stop changing after a few thousand, and any epoch would match).
-  ``fastnn.reference`` is compared with these runs in test_seeds.py and
-  test_equivalence.py, over fewer epochs than a 1.5 s run takes.
+  Agreement with ``fastnn.reference`` is tested elsewhere (test_seeds.py,
+  test_equivalence.py), on runs short enough for the NumPy loop.
 """
 
 import os
