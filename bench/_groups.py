@@ -295,8 +295,8 @@ def many_cases():
             for name, build in (("mlp3_gd", many_mlp3_problem), ("digits", many_digits_problem))]
 
 
-GROUPS = {"seeds": seed_cases, "hooks": hooks_cases, "grid": grid_cases, "act": act_cases, "classify": classify_cases,
-          "many": many_cases}
+GROUPS = {"seeds": seed_cases, "hooks": hooks_cases, "grid": grid_cases, "act": act_cases,
+          "classify": classify_cases, "many": many_cases}
 
 
 def cases(groups):

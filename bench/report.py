@@ -343,9 +343,20 @@ def hooks_section(results):
         "limits the callback rows: on relu2 and sigmoid2 (the Gram path) each call must form "
         "the first layer's weights, one 64×1000×n1 product that the path otherwise does once "
         "per call, against an epoch that costs about a 64×64×n1 product (the generic path "
-        "would do two 64×1000×n1 products per epoch: slower still); on mlp3 a few "
-        "microseconds of Python per call (the compiled call's 21 arguments, the write-back of "
-        "six arrays, the checkpoint an interrupt restores) against an epoch of about 4 µs."])
+        "would do two 64×1000×n1 products per epoch: slower still); on mlp3_gd "
+        f"{_per_epoch_us(results, 'fastnn-callback', 'fastnn')} per call besides the epoch (the "
+        "compiled call's 21 arguments, the write-back of six arrays, the checkpoint an "
+        f"interrupt restores) against an epoch of {_per_epoch_us(results, 'fastnn')}."])
+
+
+def _per_epoch_us(results, row, minus=None):
+    """mlp3_gd's hooks row time per epoch (less another row's), as text."""
+    from fastnn import _workloads
+    name = "hooks:mlp3_gd"
+    t, base = results.median(name, row), results.median(name, minus) if minus else 0.0
+    if t is None or base is None:
+        return "—"
+    return f"{(t - base) / _workloads.WORKLOADS['mlp3_gd'].epochs * 1e6:.1f} µs"
 
 
 def hooks_targets(results):
