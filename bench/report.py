@@ -442,6 +442,9 @@ def grid_section(results, png_name):
             "N(0, 1/fan_in), zero biases, MSE; lr the largest of 0.1/0.05/0.02/0.01 whose loss "
             "falls steadily; epochs fixed in the table after `python bench/grid.py "
             "--calibrate`, which aims the numpy row at 100 ms.", ""]
+    limit = median_limit(points)
+    if limit:
+        text += [limit, ""]
     if png_name:
         text += [f"![numpy / fastnn and fastnn / gemm-floor against multiply-adds per step]"
                  f"({png_name})", ""]
@@ -450,6 +453,22 @@ def grid_section(results, png_name):
     if failed:
         text += ["Rows that failed verification (not timed):", ""] + [f"- {f}" for f in failed]
     return "\n".join(text)
+
+
+def median_limit(points):
+    """What limits the grid's median numpy / fastnn, from the gemm-floor rows."""
+    meds = [m for _, _, m, _ in points
+            if m.get("numpy") and m.get("fastnn") and m.get("gemm-floor")]
+    if not meds:
+        return ""
+    low = [m["numpy"] / m["gemm-floor"] for m in meds if m["numpy"] / m["gemm-floor"] < 3.0]
+    ceiling = statistics.median(m["numpy"] / min(m["fastnn"], m["gemm-floor"]) for m in meds)
+    return (f"What limits the median numpy / fastnn: on {len(low)} of {len(meds)} points the "
+            "NumPy loop's products alone (the gemm-floor row) take more than a third of its "
+            f"time (numpy / gemm-floor {fmt_ratio(min(low))}–{fmt_ratio(max(low))}), so no loop "
+            "that does those products on NumPy's BLAS can run them 3× faster. If fastnn ran at "
+            "the gemm-floor wherever it is now slower, the median would be "
+            f"{fmt_ratio(ceiling)}." if low else "")
 
 
 def act_families(results):
