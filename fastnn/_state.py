@@ -132,6 +132,7 @@ class Run:
         self._validation(net, validation, patience, n_params)
         self.uses_blas = bool(self.table[:, KN.BLAS].any())
         self.validating = validation is not None
+        self.validate = True if self.validating else None  # run_epochs compiles it only if True
         self.saved = None
         self.phase = "idle"  # "running": a chunk not accepted yet; "accepted": writing back
 
@@ -141,14 +142,14 @@ class Run:
         if (optimizer.fused and self.batch == 1 and max(widths) <= K.sample.SMALL
                 and net.loss != K.SOFTMAX_CE):
             lay, size = KN.workspace_layout(widths, 1)
-            return (True, None), lay, size, (0, 0)
+            return (True, None, None), lay, size, (0, 0)
         if (optimizer.fused and not optimizer.continues_exactly and validation is None
                 and KG.gram_pays(
                     widths, self.batch, n_rows, not shuffle, bool(self.table[0, KN.BLAS]))):
             lay, size, carried = KG.gram_layout(widths, n_rows)
-            return (None, True), lay, size, carried
+            return (None, True, None), lay, size, carried
         lay, size = KN.workspace_layout(widths, self.batch)
-        return (None, None), lay, size, (0, 0)
+        return (None, None, True), lay, size, (0, 0)
 
     def _validation(self, net, validation, patience, n_params):
         dtype = net.dtype
@@ -182,9 +183,10 @@ class Run:
     def call(self, losses, vlosses, orders, check):
         """One compiled call over len(losses) epochs; returns its status."""
         self.cfg[KN.CHECK] = check
-        return KL.run_epochs(*self.path, losses, self.params, self.grads, self.state, self.track, self.work,
-                      self.lay, self.table, self.cfg, self.hyper, self.x, self.y, orders,
-                      self.xv, self.yv, self.vwork, self.vlay, vlosses, self.best)
+        return KL.run_epochs(*self.path, self.validate, losses, self.params, self.grads,
+                             self.state, self.track, self.work, self.lay, self.table, self.cfg,
+                             self.hyper, self.x, self.y, orders, self.xv, self.yv, self.vwork,
+                             self.vlay, vlosses, self.best)
 
     def store(self):
         """Write the parameters back to the user's arrays and the state to the optimizer."""

@@ -20,11 +20,12 @@ The training loop and its paths (one compiled call runs a chunk of epochs)::
 
     network.py      the layer table and workspace; network_forward/backward, batch_step;
                     predict_rows(...), loss_and_grad(...)
-    loop.py         run_epochs and its entry points: train_epochs (any batch size, loss
-                    and optimizer), train_samples (batch_size=1, plain SGD: sample.py)
-                    and train_gram (full-batch plain SGD on wide data: gram.py)
+    loop.py         run_epochs(sample, gram, generic, validate, ...): a chunk of epochs on
+                    one path, network.batch_step (any batch size, loss and optimizer),
+                    sample.py (batch_size=1, plain SGD) or gram.py (full-batch plain SGD
+                    on wide data)
 
-``fastnn/_driver.py`` shows how they are called.
+``fastnn/_state.py`` (``Run.call``) shows how it is called.
 """
 
 from . import gram, loop, network, sample

@@ -1,14 +1,19 @@
 """The training loop: epochs x steps x layers in one compiled call.
 
 ``run_epochs`` is the loop every path shares: epochs, row orders, the epoch
-loss, divergence checks, validation and early stopping. Its first two
-arguments choose the step; the caller passes ``None`` for a path left out, and
-Numba prunes ``is None`` branches by type before compiling, so a run compiles
-only its own path:
+loss, divergence checks, validation and early stopping. Its first three
+arguments choose the step: exactly one is ``True``, the others ``None``. Numba
+prunes an ``if flag is not None`` branch before typing it when the flag is
+``None`` (it cannot decide the test for a plain ``True``, so each step sits
+under its own flag, never in an ``else``), so a run compiles only its own path:
 
-* ``run_epochs(None, None, ...)``: ``network.batch_step``, any batch size, loss and optimizer;
-* ``run_epochs(True, None, ...)``: ``sample.sample_step``, one row per step, plain SGD;
-* ``run_epochs(None, True, ...)``: ``gram.gram_step``, full-batch plain SGD on wide data.
+* ``run_epochs(None, None, True, ...)``: ``network.batch_step``, any batch size, loss and
+  optimizer;
+* ``run_epochs(True, None, None, ...)``: ``sample.sample_step``, one row per step, plain SGD;
+* ``run_epochs(None, True, None, ...)``: ``gram.gram_step``, full-batch plain SGD on wide data.
+
+The fourth, ``validate``, is ``True`` for a run with validation data and ``None``
+without, so that a run without compiles no validation code.
 
 See ``network`` for the other arrays.
 """
@@ -27,13 +32,13 @@ from .sample import sample_epoch
 
 
 @jit
-def run_epochs(sample, gram, losses, params, grads, state, track, work, lay, net, cfg, hyper, x, y,
-               order, xv, yv, vwork, vlay, vlosses, best):
+def run_epochs(sample, gram, generic, validate, losses, params, grads, state, track, work, lay,
+               net, cfg, hyper, x, y, order, xv, yv, vwork, vlay, vlosses, best):
     # len(losses) epochs over the batches of x, y (the rows listed in order[epoch], or all in
-    # order when order is (0, 0)); the validation loss of each epoch into vlosses when it has room. Epochs go to
-    # sample_epoch or gram_step when that flag is not None, else to batch_epoch. Returns the
-    # epochs completed with finite losses (and parameters, per cfg[CHECK]), or
-    # PARAMS_NOT_FINITE when only the final parameter check failed.
+    # order when order is (0, 0)); with validate not None, the validation loss of each epoch
+    # into vlosses. Epochs go to sample_epoch, gram_step or batch_epoch, by the flag that is
+    # not None. Returns the epochs completed with finite losses (and parameters, per
+    # cfg[CHECK]), or PARAMS_NOT_FINITE when only the final parameter check failed.
     # the arrays from Python carry reference counts that every helper would update
     params, grads, state, track, work, lay = (bare(params), bare(grads), bare(state), bare(track),
                                               bare(work), bare(lay))
@@ -52,9 +57,9 @@ def run_epochs(sample, gram, losses, params, grads, state, track, work, lay, net
         rows = order[epoch] if order.shape[0] > 0 else no_rows
         if sample is not None:
             losses[epoch] = sample_epoch(params, track, work, lay, net, cfg, hyper, x, y, rows)
-        elif gram is not None:
+        if gram is not None:
             losses[epoch] = gram_step(params, track, work, lay, net, cfg, hyper, n_rows)
-        else:
+        if generic is not None:
             losses[epoch] = batch_epoch(params, grads, state, track, work, lay, net, cfg, hyper,
                                         x, y, rows)
         track[EPOCH] += 1.0
@@ -67,7 +72,7 @@ def run_epochs(sample, gram, losses, params, grads, state, track, work, lay, net
         if cfg[CHECK] == CHECK_EACH_EPOCH and not all_finite(params):
             status = epoch
             break
-        if vlosses.shape[0] > 0:
+        if validate is not None:
             vlosses[epoch] = validation_loss(params, vwork, vlay, net, cfg, hyper, xv, yv)
             if cfg[PATIENCE] > 0 and early_stop(params, state, track, cfg, vlosses[epoch], best):
                 status = epoch + 1

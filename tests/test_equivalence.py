@@ -315,7 +315,7 @@ for dtype in (T.F64, T.F32):
     fastnn.train(*T.noncontiguous_net(dtype)[:4], lr=0.001, epochs=2)
 # one line per entry point: its signatures as (dtype of the parameters, path)
 loop = fastnn.kernels.loop.run_epochs
-print("run_epochs", sorted((str(sig[3].dtype), "sample" if str(sig[0]) != "none" else
+print("run_epochs", sorted((str(sig[5].dtype), "sample" if str(sig[0]) != "none" else
                             "gram" if str(sig[1]) != "none" else "generic")
                            for sig in loop.signatures))
 print("predict_rows", sorted(str(sig[1].dtype) for sig in fastnn.kernels.network.predict_rows.signatures))

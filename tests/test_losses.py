@@ -139,7 +139,7 @@ def path_of(x, y, w, b, loss, batch_size=None, optimizer=None):
     net = _validate.check_network(x, y, w, b, "tanh", loss, update=False)
     plain = fastnn.optim.resolve(0.1, None)  # lr=: an optimizer object never takes the Gram path
     run = _state.Run(net, optimizer or plain, _state.Setup(batch_size=batch_size))
-    sample, gram = run.path
+    sample, gram, _ = run.path
     return "sample" if sample else "gram" if gram else "generic"
 
 

@@ -198,7 +198,7 @@ def spy(monkeypatch):
     return seen
 
 
-ONE_ROW, GRAM, GENERIC = (True, None), (None, True), (None, None)
+ONE_ROW, GRAM, GENERIC = (True, None, None), (None, True, None), (None, None, True)
 MODE_IDS = list(MODES)
 LOSS_LR = {"sse": 0.005, "mse": 0.05, "softmax_ce": 0.1, "sigmoid_bce": 0.1}
 

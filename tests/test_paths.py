@@ -28,7 +28,7 @@ from helpers import RTOL, assert_moved, assert_params_close, copies, run
 
 F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
 DTYPES = [pytest.param(F64, id="f64"), pytest.param(F32, id="f32")]
-SAMPLE, GRAM, GENERIC = (True, None), (None, True), (None, None)
+SAMPLE, GRAM, GENERIC = (True, None, None), (None, True, None), (None, None, True)
 
 
 def problem(widths, rows, dtype, seed=0, bias=True):
