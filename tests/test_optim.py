@@ -283,7 +283,8 @@ def test_two_calls_continue_exactly_on_the_gram_path(make):
     net = _validate.check_network(x, y, w, b, "tanh", "sse", update=False)
     # lr= takes the Gram path here (it restarts from the rounded weights in every call); an
     # optimizer object, which promises an exact continuation, takes the generic one
-    assert _state.Run(net, fastnn.optim.resolve(1e-3, None), _state.Setup()).path == (None, True, None)
+    plain = fastnn.optim.resolve(1e-3, None)
+    assert _state.Run(net, plain, _state.Setup()).path == (None, True, None)
     assert _state.Run(net, make(), _state.Setup()).path == (None, None, True)
     (h1, p1, _), (h2, p2, _) = split_vs_whole(fastnn.train, x, y, w, b, make, [10, 10],
                                               activation="tanh")

@@ -166,19 +166,29 @@ ONLY_WHAT_RUNS = textwrap.dedent("""
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((20, 3)), rng.standard_normal((20, 2))
     w = [rng.standard_normal((3, 4)) / 2, rng.standard_normal((4, 2)) / 2]
-    fastnn.train(x, y, w, lr=0.01, epochs=2, batch_size=5)
+    fastnn.train(x, y, w, lr=0.01, epochs=2, batch_size=int(sys.argv[1]))
     run_epochs = fastnn.kernels.loop.run_epochs
     print(json.dumps({"compiled": compiled,
                       "signatures": [[str(t) for t in sig[:2]] for sig in run_epochs.signatures]}))
 """)
 
 
-def test_only_the_path_that_runs_is_compiled(tmp_path):
+@pytest.mark.parametrize("path", ["generic", "sample"])
+def test_only_the_path_that_runs_is_compiled(tmp_path, path):
+    # an empty cache, so that every kernel the run needs is compiled (and seen compiling)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    proc = subprocess.run([sys.executable, "-c", ONLY_WHAT_RUNS], env=env, capture_output=True,
-                          text=True, timeout=600)
+    batch_size = {"generic": "5", "sample": "1"}[path]
+    proc = subprocess.run([sys.executable, "-c", ONLY_WHAT_RUNS, batch_size], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert info["signatures"] == [["none", "none"]], info  # the generic path only
-    assert "gram_sync" not in info["compiled"] and "gram_begin" not in info["compiled"], info
-    assert "run_epochs" in info["compiled"], info
+    compiled = info["compiled"]
+    assert "run_epochs" in compiled and "gram_sync" not in compiled, info
+    if path == "generic":
+        assert info["signatures"] == [["none", "none"]], info
+        assert "network_backward" in compiled and "sample_epoch" not in compiled, info
+    else:  # the one-row path: none of the generic path's layer kernels
+        assert info["signatures"] == [["bool", "none"]], info
+        assert "sample_epoch" in compiled, info
+        assert not {"network_forward", "network_backward", "load_batch", "optimizer_update",
+                    "loss_forward_backward"} & set(compiled), info
