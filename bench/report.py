@@ -345,8 +345,15 @@ def hooks_section(results):
         "per call, against an epoch that costs about a 64×64×n1 product (the generic path "
         "would do two 64×1000×n1 products per epoch: slower still); on mlp3_gd "
         f"{_per_epoch_us(results, 'fastnn-callback', 'fastnn')} per call besides the epoch (the "
-        "compiled call's 21 arguments, the write-back of six arrays, the checkpoint an "
-        f"interrupt restores) against an epoch of {_per_epoch_us(results, 'fastnn')}."])
+        f"compiled call's {_call_arguments()} arguments, the write-back of six arrays, the "
+        "checkpoint an interrupt restores) against an epoch of "
+        f"{_per_epoch_us(results, 'fastnn')}."])
+
+
+def _call_arguments():
+    """How many arguments the compiled training call takes."""
+    from fastnn.kernels import loop
+    return loop.run_epochs.py_func.__code__.co_argcount
 
 
 def _per_epoch_us(results, row, minus=None):
