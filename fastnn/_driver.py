@@ -194,7 +194,10 @@ def fit(run, epochs, orders, hooks):
     try:
         while done < epochs:
             count = hooks.chunk_epochs(done, epochs, CHUNK_SECONDS * rate / per_epoch)
-            with _blas_threads(run.uses_blas):
+            if run.uses_blas:
+                with _blas_threads(True):
+                    losses, vlosses, bad, elapsed = advance(run, count, orders)
+            else:  # no context manager around a call that may last a few microseconds
                 losses, vlosses, bad, elapsed = advance(run, count, orders)
             if hasattr(orders, "keep"):  # the diverging epoch drew its order too
                 orders.keep(len(losses) + (bad is not None))
@@ -240,13 +243,15 @@ def advance(run, count, orders):
     t0 = time.perf_counter()
     status = run.call(losses, vlosses, order, run.check)
     elapsed = time.perf_counter() - t0
-    if status == KN.PARAMS_NOT_FINITE or (status < count and not run.track[KN.STOPPED]):
+    if status != count and (status == KN.PARAMS_NOT_FINITE or not run.track[KN.STOPPED]):
         bad = _locate_divergence(run, losses, vlosses, order)
         run.phase = "idle"
         return losses[:bad], vlosses[:bad], bad, elapsed
     run.phase = "accepted"
     run.store()
     run.phase = "idle"
+    if status == count:
+        return losses, vlosses, None, elapsed
     return losses[:status], vlosses[:status], None, elapsed
 
 

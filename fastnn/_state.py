@@ -65,12 +65,12 @@ class Packed:
     def load(self):
         """user arrays -> flat buffer"""
         for user, flat in self.views:
-            np.copyto(flat, user)
+            flat[...] = user  # not np.copyto: its dispatch costs more than these copies
 
     def store(self):
         """flat buffer -> user arrays (any strides: slices and Fortran order are fine)"""
         for user, flat in self.views:
-            np.copyto(user, flat)
+            user[...] = flat
 
 
 def readonly(a):
@@ -168,17 +168,20 @@ class Run:
 
     def checkpoint(self):
         """Copy what a compiled call changes besides params (restored from the user's arrays)."""
-        a, b = self.carried
-        self.saved = (self.track.copy(), self.state.copy(), self.work[a:b].copy())
+        a, b = self.carried  # empty parts are not copied: this runs before every callback epoch
+        self.saved = (self.track.copy(), self.state.copy() if self.state.size else None,
+                      self.work[a:b].copy() if b > a else None)
 
     def restore(self):
         """Everything as it was at the last checkpoint, params from the user's arrays."""
         track, state, carried = self.saved
         a, b = self.carried
         self.packed.load()
-        np.copyto(self.track, track)
-        np.copyto(self.state, state)
-        np.copyto(self.work[a:b], carried)
+        self.track[...] = track
+        if state is not None:
+            self.state[...] = state
+        if carried is not None:
+            self.work[a:b] = carried
 
     def call(self, losses, vlosses, orders, check):
         """One compiled call over len(losses) epochs; returns its status."""
