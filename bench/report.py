@@ -301,9 +301,21 @@ def seeds_section(results):
                  f"loop's arithmetic (2 flops per multiply-add of the forward pass, the weight "
                  f"gradients and the hidden layers' gradients) at {rate / 1e9:.1f} GFlop/s, "
                  "against one core's double-precision peak of 16 flops per cycle (two 4-wide "
-                 "FMA units: 42 GFlop/s at 2.6 GHz). The ratio is the NumPy loop's time over "
-                 "a loop close to the time of its arithmetic."]
+                 f"FMA units: {CORE_PEAK_FLOPS / 1e9:.0f} GFlop/s at 2.6 GHz). The ratio is "
+                 "the NumPy loop's time over a loop close to the time of its arithmetic."]
     return "\n".join(text)
+
+
+# One core's double-precision peak: two 4-wide FMA units, 16 flops per cycle, at 2.6 GHz.
+CORE_PEAK_FLOPS = 16 * 2.6e9
+
+
+def train_flops(widths, rows, epochs):
+    """The NumPy loop's arithmetic: 2 flops per multiply-add of the forward pass, the
+    weight gradients and the hidden layers' gradients, over every row and epoch."""
+    pairs = list(zip(widths, widths[1:]))
+    macs = 2 * sum(a * b for a, b in pairs) + sum(a * b for a, b in pairs[1:])
+    return 2 * macs * rows * epochs
 
 
 def flop_rate(results, workload):
@@ -313,9 +325,7 @@ def flop_rate(results, workload):
     seconds = results.median(f"seed:{workload}-float64", "fastnn")
     if not seconds or w.batch_size is not None:
         return None
-    pairs = list(zip(w.widths, w.widths[1:]))
-    macs = 2 * sum(a * b for a, b in pairs) + sum(a * b for a, b in pairs[1:])
-    return 2 * macs * w.rows * w.epochs / seconds
+    return train_flops(w.widths, w.rows, w.epochs) / seconds
 
 
 # ---------------------------------------------------------------------- hooks
@@ -632,7 +642,29 @@ def many_section(results):
             "was timed.", ""] + notes
     if failed:
         text += ["", "Rows that failed verification (not timed):", ""] + failed
+    limits = [many_limit(results, name, g) for name, g in groups.items()]
+    if any(limits):
+        text += ["", "What limits the vmap ratios (2 flops per multiply-add of the forward "
+                 "pass, the weight gradients and the hidden layers' gradients, every network, "
+                 f"row and epoch; peak: {CORE_PEAK_FLOPS / 1e9:.0f} GFlop/s per core, 16 flops "
+                 "per cycle at 2.6 GHz):", ""] + [line for line in limits if line]
     return "\n".join(text)
+
+
+def many_limit(results, name, g):
+    """The flop rates of train_many and jax on a case, and the rate 8x jax would need."""
+    info = next((r["info"] for r in g["rows"].values() if r.get("info")), {})
+    many, jax = results.median(name, MANY_BASE), results.median(name, "jax-vmap")
+    if not (many and jax and info.get("widths") and info.get("networks")):
+        return None
+    flops = info["networks"] * train_flops(info["widths"], info["rows"], info["epochs"])
+    cores = results.machine.get("cores") or 1
+    peak, need = cores * CORE_PEAK_FLOPS, 8 * flops / jax
+    return (f"- `{name[len('many:'):]}`: {flops / 1e9:.1f} GFlop; train_many runs it at "
+            f"{flops / many / 1e9:.0f} GFlop/s on {cores} cores ({flops / many / peak:.0%} of "
+            f"their peak), jax-vmap at {flops / jax / 1e9:.0f} GFlop/s. Eight times jax's "
+            f"speed would be {need / 1e9:.0f} GFlop/s, {need / peak:.2g}× the peak of "
+            f"{cores} cores.")
 
 
 def many_targets(results):

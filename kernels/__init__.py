@@ -25,7 +25,10 @@ The training loop and its paths (one compiled call runs a chunk of epochs)::
                     sample.py (batch_size=1, plain SGD) or gram.py (full-batch plain SGD
                     on wide data)
 
-``fastnn/_state.py`` (``Run.call``) shows how it is called.
+``fastnn/_state.py`` (``Run.call``) shows how it is called. Of the modules' other
+kernels (``network_forward``, ``load_batch``, ``sample_epoch``, ...), none has a
+Python entry point: they are called from compiled code (yours included), and a call
+from Python raises TypeError.
 """
 
 from . import gram, loop, network, sample

@@ -28,21 +28,30 @@ FASTMATH_STRICT = frozenset({"contract"})
 FASTMATH_NONE = frozenset()
 
 
-def jit(fn=None, *, fastmath=FASTMATH, inline=False):
+def jit(fn=None, *, fastmath=FASTMATH, inline=False, python=False):
     """``numba.njit`` with fastnn's options and a cache that cannot fail.
 
     ``inline=True`` inlines a small scalar helper at Numba's level, where LLVM
     would not (``tanh64`` is too big for its inliner, and a call per element
     stops a loop from vectorizing). An inlined helper takes the fastmath flags
     of the function it is inlined into.
+
+    ``python=True`` makes a kernel callable from Python. Only the public building
+    blocks and the entry points are: every other kernel is called from compiled
+    code alone, and is compiled without the wrappers a Python caller needs
+    (Numba's ``no_cpython_wrapper`` and ``no_cfunc_wrapper`` options; see
+    docs/design.md for what that saves at compile time).
     """
     if fn is None:
-        return lambda f: jit(f, fastmath=fastmath, inline=inline)
+        return lambda f: jit(f, fastmath=fastmath, inline=inline, python=python)
     if fastmath not in (FASTMATH, FASTMATH_STRICT, FASTMATH_NONE):
         raise ValueError("fastmath must be FASTMATH, FASTMATH_STRICT or FASTMATH_NONE")
     options = dict(nogil=True, error_model="numpy", fastmath=set(fastmath) or False)
-    if inline:
+    if inline:  # compiled on its own only when called from Python (tests): keep the wrappers
         options["inline"] = "always"
+    elif not python:
+        options.update(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+        return _numba_private.enable(_numba_private.compiled_only(numba.njit(**options)(fn)))
     return _numba_private.enable(numba.njit(**options)(fn))
 
 

@@ -27,6 +27,11 @@ chaotic run amplifies. ``own_copies`` makes the copies linked into a fastnn
 kernel's module internal to it: every kernel runs its own copies, the same
 machine code whether compiled or loaded, in any process.
 
+Wrapper-less kernels. A kernel called from compiled code alone is compiled without
+Numba's Python wrappers (``_jit.jit``); called from Python, Numba would jump to the
+entry point it does not have, a crash. ``compiled_only`` turns that call into a
+TypeError.
+
 The Numba range this was written for is pinned in ``pyproject.toml``, and
 ``tests/test_cache.py`` checks both the internals used here and that a fresh
 process loads every kernel with zero compilations.
@@ -41,6 +46,7 @@ from llvmlite import binding as llvm
 from numba import types
 from numba.core.caching import FunctionCache
 from numba.core.codegen import CPUCodeLibrary
+from numba.core.registry import CPUDispatcher
 from numba.core.runtime import rtsys
 from numba.extending import intrinsic
 
@@ -134,6 +140,22 @@ def missing_internals():
     if not issubclass(type(probe), Dispatcher):
         missing.append("Dispatcher")
     return missing
+
+
+class CompiledOnly(CPUDispatcher):
+    """A kernel without a Python entry point (see the module docstring)."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"fastnn.kernels: {self.py_func.__qualname__} is called from compiled "
+                        f"code only (it is compiled without a Python entry point); from Python, "
+                        f"call the functions fastnn.kernels exports")
+
+
+def compiled_only(dispatcher):
+    """The dispatcher, its calls from Python made a TypeError instead of a crash."""
+    if type(dispatcher) is CPUDispatcher:
+        dispatcher.__class__ = CompiledOnly
+    return dispatcher
 
 
 _warned = []

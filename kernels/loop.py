@@ -31,7 +31,7 @@ from .network import (BATCH, BEST_EPOCH, BEST_T, BEST_VAL, CHECK, CHECK_EACH_EPO
 from .sample import sample_epoch
 
 
-@jit
+@jit(python=True)
 def run_epochs(sample, gram, generic, validate, losses, params, grads, state, track, work, lay,
                net, cfg, hyper, x, y, order, xv, yv, vwork, vlay, vlosses, best):
     # len(losses) epochs over the batches of x, y (the rows listed in order[epoch], or all in

@@ -251,7 +251,7 @@ def all_finite(a):
 OUT_IDENTITY, OUT_SOFTMAX, OUT_SIGMOID = 0, 1, 2
 
 
-@jit
+@jit(python=True)
 def predict_rows(out, params, work, lay, net, x, output):
     # out (N, n_L) = the network on x (N, n_0), in blocks of lay[-1] rows; output: OUT_IDENTITY,
     # OUT_SOFTMAX or OUT_SIGMOID applied to the output layer
@@ -274,7 +274,7 @@ def predict_rows(out, params, work, lay, net, x, output):
                 out[start + t, j] = z[j, t]
 
 
-@jit
+@jit(python=True)
 def loss_and_grad(grads, params, work, lay, net, cfg, hyper, x, y):
     # all rows of x, y as one batch: returns its loss as reported and writes grads (shaped like
     # params) = the gradient a training step follows

@@ -431,3 +431,32 @@ def test_the_numba_internals_fastnn_relies_on_exist():
     # into a recompilation (pyproject.toml pins the Numba range this was tested with).
     from fastnn.kernels import _numba_private
     assert _numba_private.missing_internals() == []
+
+
+def test_kernels_without_a_python_entry_point_refuse_python_calls():
+    # Kernels called only from compiled code are compiled without Numba's Python wrappers
+    # (kernels/_jit.py). Called from Python, Numba would jump to a missing entry point and
+    # crash the interpreter; fastnn makes that a TypeError. The exported kernels keep theirs.
+    import inspect
+
+    import fastnn.kernels as K
+    from fastnn.kernels import _numba_private
+    internal, exported = [], []
+    for module in (K.activations, K.blas, K.dense, K.gram, K.loop, K.losses, K.network,
+                   K.optim, K.sample, K.small, K.vmath):
+        for name, obj in inspect.getmembers(module, lambda o: hasattr(o, "targetoptions")):
+            if obj.py_func.__module__ == module.__name__:
+                opts = obj.targetoptions
+                (internal if opts.get("no_cpython_wrapper") else exported).append((name, obj))
+                assert not opts.get("no_cpython_wrapper") or not opts.get("inline"), name
+    assert {"network_forward", "load_batch", "sample_epoch"} <= {n for n, _ in internal}
+    for name, kernel in internal:
+        assert isinstance(kernel, _numba_private.CompiledOnly), name  # before calling it
+        with pytest.raises(TypeError, match=f"{name} is called from compiled code only"):
+            kernel(np.zeros(3))
+    for name in K.__all__:
+        obj = getattr(K, name)
+        if hasattr(obj, "targetoptions"):
+            assert not obj.targetoptions.get("no_cpython_wrapper"), name
+    for kernel in (K.loop.run_epochs, K.network.predict_rows, K.network.loss_and_grad):
+        assert not isinstance(kernel, _numba_private.CompiledOnly)
