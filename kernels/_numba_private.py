@@ -10,7 +10,8 @@ The cache. Numba's public ``cache=True`` falls short in three ways, each handled
 
 1. A kernel's cache entry is keyed on its own source file only, but the kernels
    call each other across files, and a cached kernel holds its callees' machine
-   code. Every entry is therefore also keyed on all kernel sources.
+   code. Every entry is therefore also keyed on all kernel sources, and on the
+   integer width of the BLAS library gemm calls (``_blaslib``).
 2. An unwritable location, or a truncated or corrupt cache file, raises inside
    Numba (at import or at the first call). Here it costs a recompilation and a
    warning, never an exception.
@@ -53,8 +54,9 @@ from numba.extending import intrinsic
 
 
 def sources_stamp():
-    """SHA-256 over every kernel source file."""
-    digest = hashlib.sha256()
+    """SHA-256 over every kernel source file and the BLAS interface the kernels call."""
+    from ._blaslib import KIND
+    digest = hashlib.sha256(KIND.encode())
     folder = os.path.dirname(os.path.abspath(__file__))
     for name in sorted(os.listdir(folder)):
         if name.endswith(".py"):

@@ -2,10 +2,12 @@
 
 NumPy's ``@`` always writes a fresh product (beta = 0). Training wants
 ``w <- w - lr * a @ d.T`` as a single call (alpha = -lr, beta = 1): no gradient
-buffer and no separate update pass. The kernels call SciPy's BLAS (``dgemm`` and
-``sgemm`` from ``scipy.linalg.cython_blas``, the library Numba's own ``np.dot``
-uses) through two symbols registered with LLVM at import, so cached machine code
-finds them again in a new process.
+buffer and no separate update pass. The kernels call ``dgemm`` and ``sgemm`` of
+NumPy's own OpenBLAS when NumPy bundles one (its wheels: 64-bit integers), else
+SciPy's from ``scipy.linalg.cython_blas`` (32-bit integers, the library Numba's own
+``np.dot`` uses); ``_blaslib`` decides. They are reached through two symbols
+registered with LLVM at import, so cached machine code finds them again in a new
+process.
 """
 
 from numba import config, types
@@ -34,6 +36,8 @@ else:
     from llvmlite import binding
     from llvmlite import ir as llvm_ir
     from numba.extending import intrinsic
+
+    from . import _blaslib
 
     _MODULE = "scipy.linalg.cython_blas"
     # Fortran ?gemm: everything by pointer, 32-bit integers (LP64 BLAS).
@@ -99,14 +103,22 @@ else:
                               f"{_SIGNATURE.format(t=scalar)!r} (32-bit integer BLAS)")
         return _capsule_pointer(capsule, signature)
 
-    _blas = _cython_blas()
-    for _name, _scalar in (("dgemm", "d"), ("sgemm", "s")):
-        binding.add_symbol("fastnn_scipy_" + _name, _function_address(_blas, _name, _scalar))
-    del _blas, _name, _scalar
+    def _gemm_addresses():
+        """{"d": address, "s": address} of the ?gemm routines _blaslib chose."""
+        if _blaslib.GEMM is not None:
+            return _blaslib.GEMM
+        module = _cython_blas()
+        return {s: _function_address(module, s + "gemm", s) for s in ("d", "s")}
+
+    # Integers as the library takes them (_blaslib.KIND is part of the cache key).
+    _int = np.int64 if _blaslib.KIND == _blaslib.NUMPY else np.int32
+    for _scalar, _address in _gemm_addresses().items():
+        binding.add_symbol(f"fastnn_{_scalar}gemm", _address)
+    del _scalar, _address
 
     _gemm_type = types.void(*(types.voidptr,) * 13)
-    _dgemm = types.ExternalFunction("fastnn_scipy_dgemm", _gemm_type)
-    _sgemm = types.ExternalFunction("fastnn_scipy_sgemm", _gemm_type)
+    _dgemm = types.ExternalFunction("fastnn_dgemm", _gemm_type)
+    _sgemm = types.ExternalFunction("fastnn_sgemm", _gemm_type)
 
     @intrinsic
     def _address_of(typingctx, value):
@@ -135,15 +147,15 @@ else:
             return
         if m > _INT_MAX or n > _INT_MAX or k > _INT_MAX or a.shape[1] > _INT_MAX \
                 or b.shape[1] > _INT_MAX:
-            raise ValueError("gemm: a dimension exceeds the 32-bit integers of SciPy's BLAS")
+            raise ValueError("gemm: a dimension exceeds 2**31 - 1 (32-bit integer BLAS)")
         # BLAS is column-major: a row-major c is c.T there, so compute
         # c.T = op(b).T @ op(a).T by swapping the operands.
         args = (_address_of(np.uint8(_T if trans_b else _N)),
                 _address_of(np.uint8(_T if trans_a else _N)),
-                _address_of(np.int32(n)), _address_of(np.int32(m)), _address_of(np.int32(k)),
-                _address_of(c.dtype.type(alpha)), b.ctypes, _address_of(np.int32(b.shape[1])),
-                a.ctypes, _address_of(np.int32(a.shape[1])), _address_of(c.dtype.type(beta)),
-                c.ctypes, _address_of(np.int32(n)))
+                _address_of(_int(n)), _address_of(_int(m)), _address_of(_int(k)),
+                _address_of(c.dtype.type(alpha)), b.ctypes, _address_of(_int(b.shape[1])),
+                a.ctypes, _address_of(_int(a.shape[1])), _address_of(c.dtype.type(beta)),
+                c.ctypes, _address_of(_int(n)))
         if c.itemsize == 8:
             _dgemm(*args)
         else:

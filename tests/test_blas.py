@@ -1,5 +1,8 @@
-"""kernels.gemm, and how fastnn reaches SciPy's BLAS without importing scipy.linalg.
+"""kernels.gemm, the BLAS library it calls, and how fastnn reaches SciPy's BLAS without
+importing scipy.linalg.
 
+``kernels/_blaslib.py`` chooses NumPy's own OpenBLAS when NumPy's wheel bundles one
+(64-bit integers), else SciPy's (``FASTNN_BLAS=scipy`` forces it). For SciPy's,
 ``kernels/blas.py`` loads ``scipy.linalg.cython_blas`` straight from its file
 (``import scipy.linalg`` is 0.19 s of start-up), registers ``dgemm``/``sgemm``
 with LLVM under fastnn's own symbol names, checks their C signatures, and takes
@@ -26,11 +29,14 @@ from fastnn import kernels as K
 COMPILED = not numba.config.DISABLE_JIT
 
 
-def run_fresh(*parts):
+def run_fresh(*parts, blas="scipy"):
     """Run the code parts (each dedented) in a fresh interpreter outside the
-    repository; return its stdout."""
+    repository, with FASTNN_BLAS=blas (None: unset); return its stdout."""
     code = "\n".join(textwrap.dedent(part) for part in parts)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONSTARTUP", "FASTNN_BLAS")}
+    if blas is not None:
+        env["FASTNN_BLAS"] = blas
     result = subprocess.run([sys.executable, "-c", code], cwd="/tmp", env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -124,6 +130,44 @@ def test_falls_back_to_the_plain_import():
         print("ok")
         """)
     assert out.strip() == "ok"
+
+
+@pytest.mark.skipif(not COMPILED, reason="compiled kernels only")
+def test_numpy_blas_by_default_and_scipy_blas_on_request():
+    # With NumPy's wheels, gemm calls NumPy's bundled OpenBLAS (64-bit integers);
+    # FASTNN_BLAS=scipy takes SciPy's. Both compute the same training
+    # within rounding (another BLAS build may sum in another order).
+    from fastnn.kernels import _blaslib
+    if _blaslib.numpy_gemm() is None:
+        pytest.skip("this NumPy bundles no ILP64 OpenBLAS: SciPy's is the only choice")
+    train = """
+        import numpy as np, fastnn
+        from fastnn.kernels import _blaslib
+        rng = np.random.default_rng(3)
+        x, y = rng.standard_normal((300, 64)), rng.standard_normal((300, 64))
+        w = [rng.standard_normal((64, 64)) / 8 for _ in range(2)]  # BLAS-sized layers
+        h = fastnn.train(x, y, w, lr=1e-4, epochs=3, batch_size=100)
+        print(_blaslib.KIND, repr(float(h[-1])), repr(float(w[0].sum())))
+        """
+    lines = {}
+    for blas in (None, "scipy"):
+        out = run_fresh(GEMM_CHECK, train, """
+            from llvmlite import binding
+            if _blaslib.KIND == "numpy-ilp64":  # the symbols the kernels call are NumPy's
+                assert binding.address_of_symbol("fastnn_dgemm") == _blaslib.GEMM["d"]
+                assert binding.address_of_symbol("fastnn_sgemm") == _blaslib.GEMM["s"]
+            """, blas=blas)
+        kind, loss, wsum = out.split()
+        lines[blas] = (kind, float(loss), float(wsum))
+    assert lines[None][0] == "numpy-ilp64" and lines["scipy"][0] == "scipy-lp64"
+    np.testing.assert_allclose(lines[None][1:], lines["scipy"][1:], rtol=1e-12)
+
+
+def test_bad_fastnn_blas_is_refused(monkeypatch):
+    from fastnn.kernels import _blaslib
+    monkeypatch.setenv("FASTNN_BLAS", "mkl")
+    with pytest.raises(ValueError, match="FASTNN_BLAS must be 'numpy' or 'scipy'.*'mkl'"):
+        _blaslib.numpy_gemm()
 
 
 def _capsule(name):
