@@ -135,8 +135,9 @@ def test_falls_back_to_the_plain_import():
 @pytest.mark.skipif(not COMPILED, reason="compiled kernels only")
 def test_numpy_blas_by_default_and_scipy_blas_on_request():
     # With NumPy's wheels, gemm calls NumPy's bundled OpenBLAS (64-bit integers);
-    # FASTNN_BLAS=scipy takes SciPy's. Both compute the same training
-    # within rounding (another BLAS build may sum in another order).
+    # FASTNN_BLAS=scipy takes SciPy's. Both compute the same training within rounding
+    # (another BLAS build may sum in another order; here they agree bitwise, and a 1-ulp
+    # change of the initial weights moves the reference's weight sum by 5e-15 relative).
     from fastnn.kernels import _blaslib
     if _blaslib.numpy_gemm() is None:
         pytest.skip("this NumPy bundles no ILP64 OpenBLAS: SciPy's is the only choice")

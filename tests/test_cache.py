@@ -441,14 +441,14 @@ def test_kernels_without_a_python_entry_point_refuse_python_calls():
 
     import fastnn.kernels as K
     from fastnn.kernels import _numba_private
-    internal, exported = [], []
+    internal = []
     for module in (K.activations, K.blas, K.dense, K.gram, K.loop, K.losses, K.network,
                    K.optim, K.sample, K.small, K.vmath):
         for name, obj in inspect.getmembers(module, lambda o: hasattr(o, "targetoptions")):
-            if obj.py_func.__module__ == module.__name__:
-                opts = obj.targetoptions
-                (internal if opts.get("no_cpython_wrapper") else exported).append((name, obj))
-                assert not opts.get("no_cpython_wrapper") or not opts.get("inline"), name
+            opts = obj.targetoptions
+            if obj.py_func.__module__ == module.__name__ and opts.get("no_cpython_wrapper"):
+                assert not opts.get("inline"), name
+                internal.append((name, obj))
     assert {"network_forward", "load_batch", "sample_epoch"} <= {n for n, _ in internal}
     for name, kernel in internal:
         assert isinstance(kernel, _numba_private.CompiledOnly), name  # before calling it
