@@ -663,7 +663,7 @@ def many_limit(results, name, g):
     return (f"- `{name[len('many:'):]}`: {flops / 1e9:.1f} GFlop; train_many runs it at "
             f"{flops / many / 1e9:.0f} GFlop/s on {cores} cores ({flops / many / peak:.0%} of "
             f"their peak), jax-vmap at {flops / jax / 1e9:.0f} GFlop/s. Eight times jax's "
-            f"speed would be {need / 1e9:.0f} GFlop/s, {need / peak:.2g}× the peak of "
+            f"speed would be {need / 1e9:.0f} GFlop/s, {need / peak:.2f}× the peak of "
             f"{cores} cores.")
 
 
