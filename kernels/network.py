@@ -144,8 +144,8 @@ _u = np.uint64
 @jit
 def _transpose_rows(out, src, rows, start):
     # out (n, m) = src[rows[start:start + m]].T (src[start:start + m] when rows is empty), in
-    # 8 x 8 tiles (measured: 10x faster than a row at a time); unsigned indices within a tile
-    # (Numba's negative-index test per element took 40% of the time)
+    # 8 x 8 tiles, so that reads and writes stay in L1; unsigned indices within a tile, so
+    # that Numba tests no index for wrap-around (figures: docs/design.md)
     n, m = out.shape
     for t0 in range(0, m, TILE):
         for i0 in range(0, n, TILE):
