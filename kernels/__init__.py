@@ -25,10 +25,11 @@ The training loop and its paths (one compiled call runs a chunk of epochs)::
                     sample.py (batch_size=1, plain SGD) or gram.py (full-batch plain SGD
                     on wide data)
 
-``fastnn/_state.py`` (``Run.call``) shows how it is called. Of the modules' other
-kernels (``network_forward``, ``load_batch``, ``sample_epoch``, ...), none has a
-Python entry point: they are called from compiled code (yours included), and a call
-from Python raises TypeError.
+``fastnn/_state.py`` (``Run.call``) shows how it is called. Only the three entry
+points (``run_epochs``, ``predict_rows``, ``loss_and_grad``) are compiled as ordinary
+Numba functions; every other kernel is compiled for compiled callers alone (yours
+included), which link in its code. Called from Python, such a kernel runs a twin,
+compiled on the first such call.
 """
 
 from . import gram, loop, network, sample

@@ -36,11 +36,12 @@ def jit(fn=None, *, fastmath=FASTMATH, inline=False, python=False):
     stops a loop from vectorizing). An inlined helper takes the fastmath flags
     of the function it is inlined into.
 
-    ``python=True`` makes a kernel callable from Python. Only the public building
-    blocks and the entry points are: every other kernel is called from compiled
-    code alone, and is compiled without the wrappers a Python caller needs
-    (Numba's ``no_cpython_wrapper`` and ``no_cfunc_wrapper`` options; see
-    docs/design.md for what that saves at compile time).
+    ``python=True`` marks the entry points fastnn calls from Python (``run_epochs``,
+    ``predict_rows``, ``loss_and_grad``): compiled as Numba compiles any function.
+    Every other kernel is compiled-only (``_numba_private``): no Python wrappers and
+    no machine code of its own, since its callers link in and optimize its code (see
+    docs/design.md for what that saves at compile time). Called from Python, such a
+    kernel runs a twin compiled on the first such call.
     """
     if fn is None:
         return lambda f: jit(f, fastmath=fastmath, inline=inline, python=python)

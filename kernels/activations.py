@@ -50,7 +50,7 @@ def activation_grad(d, a, act, one):
     return d
 
 
-@jit(fastmath=FASTMATH_STRICT, python=True)  # exp64 and tanh64 must not be reassociated
+@jit(fastmath=FASTMATH_STRICT)  # exp64 and tanh64 must not be reassociated
 def activation_forward(a, act):
     """Apply an activation in place: a (n, m) holds z on entry and act(z) on return.
 
@@ -76,7 +76,7 @@ def activation_forward(a, act):
             row[t] = activation_value(row[t], act, zero)
 
 
-@jit(fastmath=FASTMATH_STRICT, python=True)  # exp64 must not be reassociated
+@jit(fastmath=FASTMATH_STRICT)  # exp64 must not be reassociated
 def softmax_forward(p, tmp, z):
     """p (n, m) = softmax of z (n, m) over its n rows, column by column (p may be z).
 
@@ -104,7 +104,7 @@ def softmax_forward(p, tmp, z):
         total[t] = np.log(total[t])
 
 
-@jit(python=True)
+@jit
 def activation_backward(d, a, act):
     """Multiply a gradient by an activation's derivative, in place: d (n, m) <- d * act'(z).
 

@@ -130,7 +130,7 @@ else:
             return builder.bitcast(slot, llvm_ir.IntType(8).as_pointer())
         return types.voidptr(value), codegen
 
-    @jit(python=True)
+    @jit
     def gemm(c, a, b, trans_a, trans_b, alpha, beta):
         """c (M, N) = alpha * op(a) @ op(b) + beta * c; op transposes when asked.
 

@@ -23,7 +23,7 @@ from .vmath import exp64
 SSE, MSE, SOFTMAX_CE, SIGMOID_BCE = 0, 1, 2, 3
 
 
-@jit(python=True)
+@jit
 def loss_forward_backward(d, tmp, z, y, loss):
     """The loss of a batch and its gradient with respect to the output layer, in one pass.
 

@@ -23,7 +23,7 @@ LR, MOMENTUM, DECAY, BIAS_DECAY, BETA1, BETA2, EPS = range(7)
 HYPER_SIZE = 7
 
 
-@jit(fastmath=FASTMATH_NONE, python=True)  # IEEE as written: see _jit.py
+@jit(fastmath=FASTMATH_NONE)  # IEEE as written: see _jit.py
 def optimizer_update(params, grads, state, rule, hyper, nesterov, t, n_weights, decay_scale):
     """One optimizer step on the flat parameters, in place (formulas: the module docstring).
 

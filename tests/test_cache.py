@@ -377,6 +377,19 @@ EVERY_ENTRY = textwrap.dedent("""
     loaded_only = list(compiled)
     # a new compilation after the cached loads still works (Numba refreshes its context)
     res["fresh"] = np.array([numba.njit(lambda a: np.linalg.norm(np.sort(a)))(x[0])])
+    # new compiled code calling fastnn's kernels, which the second run loads from the cache
+    # (link-only: as bitcode) to link into it
+    @numba.njit
+    def user(z, d, h, w, b):
+        K.activation_forward(z, K.TANH)
+        K.activation_backward(d, z, K.TANH)
+        K.dense_forward(h[0], z, w, b, K.SIGMOID, False)  # kernels calling kernels
+        K.dense_forward(h[1], z, w, b, K.SIGMOID, True)
+        return K.network.all_finite(d.ravel())
+    res["user_z"], res["user_d"] = x[:6].T.copy(), np.ones((5, 6))
+    res["user_h"], res["user_w"] = np.empty((2, 3, 6)), rng.standard_normal((5, 3))
+    res["user_ok"] = np.array([user(res["user_z"], res["user_d"], res["user_h"],
+                                    res["user_w"], np.arange(3.0))])
     np.savez(out, **res)
     entries = (K.loop.run_epochs, K.network.predict_rows, K.network.loss_and_grad)
     print(json.dumps({"compiled": loaded_only,
@@ -423,6 +436,11 @@ def test_every_entry_point_from_a_warm_cache(site, tmp_path):
     assert loaded["gradcheck"][0] < 1e-6
     assert loaded["diverged_at"][0] >= 0
     assert loaded["fresh"][0] == np.linalg.norm(np.sort(x[0]))
+    np.testing.assert_allclose(loaded["user_z"], np.tanh(x[:6].T), rtol=1e-12)
+    np.testing.assert_allclose(loaded["user_d"], 1 - np.tanh(x[:6].T) ** 2, rtol=1e-12)
+    z = loaded["user_w"].T @ np.tanh(x[:6].T) + np.arange(3.0)[:, None]
+    np.testing.assert_allclose(loaded["user_h"], [1 / (1 + np.exp(-z))] * 2, rtol=1e-12)
+    assert loaded["user_ok"][0]
 
 
 def test_the_numba_internals_fastnn_relies_on_exist():
@@ -433,30 +451,61 @@ def test_the_numba_internals_fastnn_relies_on_exist():
     assert _numba_private.missing_internals() == []
 
 
-def test_kernels_without_a_python_entry_point_refuse_python_calls():
-    # Kernels called only from compiled code are compiled without Numba's Python wrappers
-    # (kernels/_jit.py). Called from Python, Numba would jump to a missing entry point and
-    # crash the interpreter; fastnn makes that a TypeError. The exported kernels keep theirs.
+def test_compiled_only_kernels_are_link_only_and_run_from_python():
+    # Kernels called only from compiled code have no Python wrappers and no machine code
+    # of their own: their callers link in and optimize their code (kernels/_numba_private.py).
+    # From Python, such a kernel runs a twin compiled with a Python entry point. The entry
+    # points fastnn calls from Python stay ordinary Numba functions.
     import inspect
+
+    import numba
 
     import fastnn.kernels as K
     from fastnn.kernels import _numba_private
-    internal = []
+    kernels = {}
     for module in (K.activations, K.blas, K.dense, K.gram, K.loop, K.losses, K.network,
                    K.optim, K.sample, K.small, K.vmath):
         for name, obj in inspect.getmembers(module, lambda o: hasattr(o, "targetoptions")):
-            opts = obj.targetoptions
-            if obj.py_func.__module__ == module.__name__ and opts.get("no_cpython_wrapper"):
-                assert not opts.get("inline"), name
-                internal.append((name, obj))
-    assert {"network_forward", "load_batch", "sample_epoch"} <= {n for n, _ in internal}
-    for name, kernel in internal:
-        assert isinstance(kernel, _numba_private.CompiledOnly), name  # before calling it
-        with pytest.raises(TypeError, match=f"{name} is called from compiled code only"):
-            kernel(np.zeros(3))
-    for name in K.__all__:
-        obj = getattr(K, name)
-        if hasattr(obj, "targetoptions"):
-            assert not obj.targetoptions.get("no_cpython_wrapper"), name
-    for kernel in (K.loop.run_epochs, K.network.predict_rows, K.network.loss_and_grad):
-        assert not isinstance(kernel, _numba_private.CompiledOnly)
+            if obj.py_func.__module__ == module.__name__ and not obj.targetoptions.get("inline"):
+                kernels[name] = obj
+    roots = {"run_epochs", "predict_rows", "loss_and_grad"}
+    assert roots | {"network_forward", "activation_forward", "gemm"} <= set(kernels)
+    for name, kernel in kernels.items():
+        assert isinstance(kernel, _numba_private.CompiledOnly) == (name not in roots), name
+        assert bool(kernel.targetoptions.get("no_cpython_wrapper")) == (name not in roots), name
+    # compiled code calling one (compiled now, or loaded from the cache): its library is
+    # link-only and has no address; the caller's library is an ordinary one
+    caller = numba.njit(lambda a: K.network.all_finite(a))
+    assert caller(np.array([1.0, 2.0])) and not caller(np.array([1.0, np.nan]))
+    (own,) = K.network.all_finite.overloads.values()
+    (outer,) = caller.overloads.values()
+    assert _numba_private.link_only(own.library) and not _numba_private.link_only(outer.library)
+    assert own.library.get_pointer_to_function(own.fndesc.mangled_name) == 0
+    # and from Python, through its twin
+    assert K.network.all_finite(np.array([3.0])) and not K.network.all_finite(np.array([np.inf]))
+    assert not _numba_private.link_only(
+        next(iter(K.network.all_finite._fastnn_twin.overloads.values())).library)
+
+
+def test_owned_copies_keep_numba_reference_count_pruning(tmp_path):
+    # own_copies renames the callee copies a kernel owns only after its module passes:
+    # Numba's reference-count pruning finds NRT_incref by name, and renamed before the
+    # passes, the per-sample path kept its increfs (1.3x slower; docs/design.md).
+    script = textwrap.dedent("""
+        import re
+        import numpy as np
+        import fastnn
+        from fastnn.kernels import sample
+        rng = np.random.default_rng(0)
+        x, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 1))
+        w, b = [rng.standard_normal((3, 4)), rng.standard_normal((4, 1))], None
+        fastnn.train(x, y, w, b, lr=0.01, epochs=1, batch_size=1)
+        (compiled,) = sample.sample_epoch.overloads.values()
+        ir = str(compiled.library._get_module_for_linking())
+        print(len(re.findall(r"call[^\\n]*@NRT_(?:incref|decref)", ir)), ".own." in ir)
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "True"]  # pruned, and the owned copies renamed
