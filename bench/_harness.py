@@ -356,7 +356,7 @@ def blas_info():
     or NumPy's build configuration when threadpoolctl is missing."""
     import numpy  # noqa: F401  (loads its BLAS)
     try:
-        import scipy.linalg  # noqa: F401  (fastnn's kernels call SciPy's BLAS)
+        import scipy.linalg  # noqa: F401  (SciPy's BLAS: fastnn's kernels may call it)
         from threadpoolctl import threadpool_info
         return [{"api": p.get("internal_api"), "version": p.get("version"),
                  "threads": p.get("num_threads"),
@@ -367,11 +367,19 @@ def blas_info():
         return [{"api": cfg.get("name"), "version": cfg.get("version"), "library": "numpy"}]
 
 
+def fastnn_blas():
+    """Which library fastnn's kernels call for their products (kernels/_blaslib.py)."""
+    from fastnn.kernels import _blaslib
+    return {_blaslib.NUMPY: "NumPy's OpenBLAS (ILP64)",
+            _blaslib.SCIPY: "SciPy's BLAS (LP64)"}.get(_blaslib.KIND, _blaslib.KIND)
+
+
 def machine_info():
     """What the report prints about the machine, the libraries and the thread settings."""
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(),
             "system": f"{platform.system()} {platform.release()}",
             "versions": library_versions(), "blas": blas_info(),
+            "fastnn_blas": fastnn_blas(),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "threads_env": {k: os.environ[k] for k in BLAS_ENV + ("NUMBA_NUM_THREADS",
                                                                    "FASTNN_THREADS")

@@ -224,8 +224,9 @@ def machine_section(results):
     lines = [f"- Machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('system', '')}; "
              f"load average at the start {_load(m)}.",
              "- Versions: " + ", ".join(f"{k} {v[k]}" for k in names) + ".",
-             f"- BLAS loaded: {blas or 'not recorded'}. fastnn's kernels call SciPy's BLAS; "
-             "the NumPy loop and the gemm-floor use NumPy's.",
+             f"- BLAS loaded: {blas or 'not recorded'}. fastnn's kernels call "
+             f"{m.get('fastnn_blas', 'a BLAS not recorded in this file')}; the NumPy loop and "
+             "the gemm-floor use NumPy's.",
              "- Thread settings: " + (", ".join(f"{k}={val}" for k, val in
                                                m.get("threads_env", {}).items()) or "none") + "."]
     lines.append("- Result files: " + "; ".join(
