@@ -29,7 +29,8 @@ The training loop and its paths (one compiled call runs a chunk of epochs)::
 points (``run_epochs``, ``predict_rows``, ``loss_and_grad``) are compiled as ordinary
 Numba functions; every other kernel is compiled for compiled callers alone (yours
 included), which link in its code. Called from Python, such a kernel runs a twin,
-compiled on the first such call.
+compiled on the first such call. Having no C entry point, they cannot be passed as
+typed first-class functions (``types.FunctionType``); pass the dispatcher itself.
 """
 
 from . import gram, loop, network, sample
