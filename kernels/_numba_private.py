@@ -216,8 +216,9 @@ def _get_executable(context, library, fndesc, env):
     library._ensure_finalized()
     if not link_only(library):
         cfunc = _get_executable.original(context, library, fndesc, env)
+        own = context.get_env_name(fndesc)
         for gv in library._final_module.global_variables:  # its callees' environments
-            if gv.name.startswith("_ZN08NumbaEnv") and gv.name != context.get_env_name(fndesc):
+            if gv.name.startswith("_ZN08NumbaEnv") and gv.name != own:
                 found = lookup_environment(gv.name)
                 if found is not None:
                     library.codegen.set_env(gv.name, found)
