@@ -1,18 +1,23 @@
 """exp and tanh as straight-line float64 arithmetic, so that loops over them vectorize.
 
 ``np.exp`` and ``np.tanh`` in compiled code are a libm call per value; these
-run four values per AVX2 instruction. Both are inlined at Numba's level, so
-every function that calls them must be compiled with ``FASTMATH_STRICT``:
-reassociation would fold their rounding steps away.
+run four values per AVX2 instruction, with no division in ``exp64`` and one in
+``tanh64`` (division is the slowest vector instruction). Both are inlined at
+Numba's level, so every function that calls them must be compiled with
+``FASTMATH_STRICT``: reassociation would fold their rounding steps away.
 
-* ``exp64``: fdlibm's algorithm (the one most libms derive from): x = k ln2 + r
-  with |r| <= ln2/2, a degree-5 rational approximation of exp(r), then 2**k
-  through the exponent bits.
-* ``tanh64``: Cephes' algorithm: x + x^3 P(x^2)/Q(x^2) for |x| < 0.625, else
-  1 - 2 / (exp(2|x|) + 1) with the sign of x.
+* Both reduce the argument as fdlibm does: x = k ln2 + r with |r| <= ln2/2, then
+  e**r - 1 = r + r^2 P(r) with a degree-9 polynomial P, and 2**k through the
+  exponent bits.
+* ``exp64``: (1 + (e**r - 1)) 2**k.
+* ``tanh64``: with e = e**(2|x|) - 1 formed as 2**k (e**r - 1) + (2**k - 1),
+  tanh(|x|) = e / (e + 2), which keeps full relative accuracy near 0; then the sign of x.
 
-Accuracy against NumPy is measured in ``tests/test_activations.py``.
+Accuracy against NumPy, Python's libm and exact values is measured in
+``tests/test_kernels.py``; docs/design.md has the speed.
 """
+
+import math
 
 from numba import config, types
 
@@ -57,13 +62,37 @@ LOG2E = 1.44269504088896338700e+00
 LN2_HI = 6.93147180369123816490e-01  # ln2's leading bits: k * LN2_HI is exact
 LN2_LO = 1.90821492927058770002e-10
 ROUND = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer, kept in the low bits
-E1 = 1.66666666666666019037e-01
-E2 = -2.77777777770155933842e-03
-E3 = 6.61375632143793436117e-05
-E4 = -1.65339022054652515390e-06
-E5 = 4.13813679705723846039e-08
-TP0, TP1, TP2 = -9.64399179425052238628e-01, -9.92877231001918586564e+01, -1.61468768441708447952e+03
-TQ0, TQ1, TQ2 = 1.12811678491632931402e+02, 2.23548839060100448583e+03, 4.84406305325125486048e+03
+# P(r) = (e**r - 1 - r) / r**2 on |r| <= ln2 / 2: its Taylor series economized to degree 9
+# (tests/test_kernels.py derives these in exact arithmetic)
+P0, P1, P2, P3, P4 = (0.5000000000000001, 0.1666666666666667, 0.04166666666662416,
+                      0.008333333333326141, 0.0013888888917198588)
+P5, P6, P7, P8, P9 = (0.00019841269874802173, 2.480152131987891e-05, 2.7557255423879104e-06,
+                      2.7620076916475885e-07, 2.510520706495097e-08)
+
+
+@jit(fastmath=FASTMATH_STRICT, inline=True)
+def reduce_ln2(x):
+    # (r, k) with x = k ln2 + r, |r| <= ln2 / 2, k an int64; for |x| < 746
+    kd = x * LOG2E + ROUND
+    k = kd - ROUND  # round(x / ln2), as a float
+    r = (x - k * LN2_HI) - k * LN2_LO
+    return r, float_bits(kd) - float_bits(ROUND)  # k as an int64, no float -> int conversion
+
+
+@jit(fastmath=FASTMATH_STRICT, inline=True)
+def expm1_reduced(r):
+    # e**r - 1 for |r| <= ln2 / 2, as r + r^2 P(r): no cancellation near 0, and no division
+    p = P9
+    p = p * r + P8
+    p = p * r + P7
+    p = p * r + P6
+    p = p * r + P5
+    p = p * r + P4
+    p = p * r + P3
+    p = p * r + P2
+    p = p * r + P1
+    p = p * r + P0
+    return r + (r * r) * p
 
 
 @jit(fastmath=FASTMATH_STRICT, inline=True)
@@ -71,30 +100,18 @@ def exp64(x):
     # exp(x) for a float64 x; inf, 0 and NaN as np.exp
     xc = x if x < 710.0 else 710.0  # beyond +-745 the result is inf or 0 anyway
     xc = xc if xc > -746.0 else -746.0
-    kd = xc * LOG2E + ROUND
-    k = kd - ROUND  # round(x / ln2), as a float
-    hi = xc - k * LN2_HI
-    lo = k * LN2_LO
-    r = hi - lo
-    r2 = r * r
-    c = r - r2 * (E1 + r2 * (E2 + r2 * (E3 + r2 * (E4 + r2 * E5))))
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)  # exp(r)
-    ki = float_bits(kd) - float_bits(ROUND)  # k as an int64, no float -> int conversion
-    h = ki >> 1  # 2**k as two normal factors: k ranges over [-1077, 1025]
-    e = y * bits_float((h + 1023) << 52) * bits_float((ki - h + 1023) << 52)
+    r, k = reduce_ln2(xc)
+    h = k >> 1  # 2**k as two normal factors: k ranges over [-1077, 1025]
+    e = (1.0 + expm1_reduced(r)) * bits_float((h + 1023) << 52) * bits_float((k - h + 1023) << 52)
     return e if x == x else x
 
 
 @jit(fastmath=FASTMATH_STRICT, inline=True)
 def tanh64(x):
-    # tanh(x) for a float64 x; +-1 beyond |x| = 20 (tanh rounds to +-1 from 19.1), NaN as np.tanh
-    ax = x if x >= 0.0 else -x
-    e = exp64(2.0 * (ax if ax < 20.0 else 20.0))
-    big = 1.0 - 2.0 / (e + 1.0)
-    big = big if x >= 0.0 else -big
-    s = x * x
-    p = (TP0 * s + TP1) * s + TP2
-    q = ((s + TQ0) * s + TQ1) * s + TQ2
-    small = x + x * s * (p / q)
-    t = small if ax < 0.625 else big
-    return t if x == x and x != 0.0 else x  # NaN, and zeros with their sign
+    # tanh(x) for a float64 x; +-1 from |x| = 20 (tanh rounds to +-1 from 19.1), NaN as np.tanh
+    u = 2.0 * abs(x)
+    u = 40.0 if u > 40.0 else u  # NaN stays NaN
+    r, k = reduce_ln2(u)
+    s = bits_float((k + 1023) << 52)  # 2**k, k in [0, 58]
+    e = s * expm1_reduced(r) + (s - 1.0)  # e**u - 1, accurate near u = 0
+    return math.copysign(e / (e + 2.0), x)  # tanh(|x|) = (e**u - 1) / (e**u + 1)
