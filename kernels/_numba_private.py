@@ -53,6 +53,7 @@ process loads every kernel with zero compilations.
 
 import hashlib
 import os
+import threading
 import types as pytypes
 import warnings
 
@@ -254,8 +255,14 @@ class CompiledOnly(CPUDispatcher):
     def __call__(self, *args, **kwargs):
         twin = self.__dict__.get("_fastnn_twin")
         if twin is None:
-            twin = self._fastnn_twin = _python_twin(self)
+            with _TWIN_LOCK:  # threads making the first call share one twin (one compilation)
+                twin = self.__dict__.get("_fastnn_twin")
+                if twin is None:
+                    twin = self._fastnn_twin = _python_twin(self)
         return twin(*args, **kwargs)
+
+
+_TWIN_LOCK = threading.Lock()
 
 
 def _python_twin(dispatcher):

@@ -14,10 +14,28 @@ from numba import config, types
 
 from ._jit import jit
 
+
+@jit(inline=True)
+def check_operands(c, a, b, trans_a, trans_b):
+    # what gemm hands BLAS as raw pointers, checked (the dtype and layout tests fold away
+    # when compiled: they are part of the types)
+    if not (c.flags.c_contiguous and a.flags.c_contiguous and b.flags.c_contiguous):
+        raise ValueError("gemm: c, a and b must be C-contiguous; found a strided view")
+    if a.itemsize != c.itemsize or b.itemsize != c.itemsize:
+        raise TypeError("gemm: c, a and b must have one dtype (float32 or float64); found two")
+    rows = a.shape[1] if trans_a else a.shape[0]
+    inner = a.shape[0] if trans_a else a.shape[1]
+    b_inner, cols = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
+    if rows != c.shape[0] or cols != c.shape[1] or b_inner != inner:
+        raise ValueError("gemm: shapes must be c (M, N), op(a) (M, K), op(b) (K, N); "
+                         "found others")
+
+
 if config.DISABLE_JIT:
     # Interpreted kernels (coverage runs): the same contract in plain NumPy.
     def gemm(c, a, b, trans_a, trans_b, alpha, beta):
         """c (M, N) = alpha * op(a) @ op(b) + beta * c; op transposes when asked."""
+        check_operands(c, a, b, trans_a, trans_b)
         prod = (a.T if trans_a else a) @ (b.T if trans_b else b)
         if beta == 0.0:
             c[...] = alpha * prod
@@ -134,8 +152,10 @@ else:
     def gemm(c, a, b, trans_a, trans_b, alpha, beta):
         """c (M, N) = alpha * op(a) @ op(b) + beta * c; op transposes when asked.
 
-        All arrays C-contiguous and of one dtype; alpha and beta are cast to it.
+        All arrays C-contiguous and of one dtype (else TypeError / ValueError, as for
+        shapes that do not match); alpha and beta are cast to the dtype.
         """
+        check_operands(c, a, b, trans_a, trans_b)
         m, n = c.shape
         k = a.shape[0] if trans_a else a.shape[1]
         if m == 0 or n == 0:

@@ -65,6 +65,47 @@ def test_gemm_matches_numpy(dtype, trans_a, trans_b, shape, alpha, beta):
     assert np.all(np.abs(c - expected) <= bound)
 
 
+def _gemm_operands(m=3, n=4, k=5, dtype=np.float64):
+    return np.zeros((m, n), dtype), np.ones((m, k), dtype), np.ones((k, n), dtype)
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("a float32", TypeError, "one dtype"),
+    ("b float32", TypeError, "one dtype"),
+    ("a strided", ValueError, "C-contiguous"),
+    ("c strided", ValueError, "C-contiguous"),
+    ("a rows", ValueError, "shapes must be"),
+    ("b rows", ValueError, "shapes must be"),
+    ("b columns", ValueError, "shapes must be"),
+    ("a transposed", ValueError, "shapes must be"),
+])
+def test_gemm_rejects_operands_it_would_misread(case, error, match):
+    # gemm hands BLAS raw pointers and sizes: operands that do not fit are refused before
+    # any is read or written (a float32 a against a float64 c read past a's buffer)
+    c, a, b = _gemm_operands()
+    trans_a = False
+    if case == "a float32":
+        a = a.astype(np.float32)
+    elif case == "b float32":
+        b = b.astype(np.float32)
+    elif case == "a strided":
+        a = np.ones((3, 10))[:, ::2]
+    elif case == "c strided":
+        c = np.zeros((3, 8))[:, ::2]
+    elif case == "a rows":
+        a = np.ones((2, 5))
+    elif case == "b rows":
+        b = np.ones((6, 4))
+    elif case == "b columns":
+        b = np.ones((5, 3))
+    else:
+        trans_a = True  # op(a) = a.T is (5, 3)
+    before = c.copy()
+    with pytest.raises(error, match=match):
+        K.gemm(c, a, b, trans_a, False, 1.0, 0.0)
+    np.testing.assert_array_equal(c, before)
+
+
 GEMM_CHECK = """
 import numpy as np
 from fastnn import kernels as K

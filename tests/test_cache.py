@@ -487,6 +487,39 @@ def test_compiled_only_kernels_are_link_only_and_run_from_python():
         next(iter(K.network.all_finite._fastnn_twin.overloads.values())).library)
 
 
+def test_threads_making_the_first_python_call_share_one_twin(monkeypatch):
+    # two threads calling a compiled-only kernel from Python for the first time build one
+    # twin between them (so it compiles once); the build is slowed to widen the race
+    import threading
+    import time
+
+    from fastnn.kernels import _numba_private
+    from fastnn.kernels._jit import jit
+
+    def twice(a):
+        return 2.0 * a[0]
+    kernel = jit(twice)
+    built = []
+
+    def slow_twin(dispatcher):
+        built.append(dispatcher)
+        time.sleep(0.2)
+        return original(dispatcher)
+    original = _numba_private._python_twin
+    monkeypatch.setattr(_numba_private, "_python_twin", slow_twin)
+    start, results = threading.Barrier(2), []
+
+    def call():
+        start.wait()
+        results.append(kernel(np.array([1.5])))
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [3.0, 3.0] and len(built) == 1
+
+
 def test_owned_copies_keep_numba_reference_count_pruning(tmp_path):
     # own_copies renames the callee copies a kernel owns only after its module passes:
     # Numba's reference-count pruning finds NRT_incref by name, and renamed before the
