@@ -10,6 +10,7 @@ registered with LLVM at import, so cached machine code finds them again in a new
 process.
 """
 
+import numpy as np
 from numba import config, types
 
 from ._jit import jit
@@ -17,18 +18,28 @@ from ._jit import jit
 
 @jit(inline=True)
 def check_operands(c, a, b, trans_a, trans_b):
-    # what gemm hands BLAS as raw pointers, checked (the dtype and layout tests fold away
-    # when compiled: they are part of the types)
-    if not (c.flags.c_contiguous and a.flags.c_contiguous and b.flags.c_contiguous):
-        raise ValueError("gemm: c, a and b must be C-contiguous; found a strided view")
-    if a.itemsize != c.itemsize or b.itemsize != c.itemsize:
-        raise TypeError("gemm: c, a and b must have one dtype (float32 or float64); found two")
+    # what gemm hands BLAS as raw pointers, checked; compiled, the dtype and ndim tests fold
+    # away (part of the types), and so does contiguity for arrays typed C-contiguous
+    if c.ndim != 2 or a.ndim != 2 or b.ndim != 2:
+        raise ValueError("gemm: c, a and b must be 2-D arrays")
+    if not (c.dtype == np.dtype(np.float64) or c.dtype == np.dtype(np.float32)) \
+            or not (a.dtype == c.dtype and b.dtype == c.dtype):
+        raise TypeError("gemm: c, a and b must all be float64 or all float32")
+    if not (_contiguous(c) and _contiguous(a) and _contiguous(b)):
+        raise ValueError("gemm: c, a and b must be C-contiguous (row-major, unit stride); "
+                         "found a strided, transposed or Fortran-order array")
     rows = a.shape[1] if trans_a else a.shape[0]
     inner = a.shape[0] if trans_a else a.shape[1]
     b_inner, cols = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
     if rows != c.shape[0] or cols != c.shape[1] or b_inner != inner:
         raise ValueError("gemm: shapes must be c (M, N), op(a) (M, K), op(b) (K, N); "
                          "found others")
+
+
+@jit(inline=True)
+def _contiguous(x):
+    # C-contiguous, or empty (Numba's flag is False for an empty strided view; NumPy's True)
+    return x.size == 0 or x.flags.c_contiguous
 
 
 if config.DISABLE_JIT:
@@ -152,7 +163,8 @@ else:
     def gemm(c, a, b, trans_a, trans_b, alpha, beta):
         """c (M, N) = alpha * op(a) @ op(b) + beta * c; op transposes when asked.
 
-        All arrays C-contiguous and of one dtype (else TypeError / ValueError, as for
+        All arrays 2-D, C-contiguous, and all float64 or all float32 (else TypeError /
+        ValueError, as for
         shapes that do not match); alpha and beta are cast to the dtype.
         """
         check_operands(c, a, b, trans_a, trans_b)

@@ -70,14 +70,18 @@ def _gemm_operands(m=3, n=4, k=5, dtype=np.float64):
 
 
 @pytest.mark.parametrize("case, error, match", [
-    ("a float32", TypeError, "one dtype"),
-    ("b float32", TypeError, "one dtype"),
+    ("a float32", TypeError, "float64 or all float32"),
+    ("b float32", TypeError, "float64 or all float32"),
     ("a strided", ValueError, "C-contiguous"),
     ("c strided", ValueError, "C-contiguous"),
     ("a rows", ValueError, "shapes must be"),
     ("b rows", ValueError, "shapes must be"),
     ("b columns", ValueError, "shapes must be"),
     ("a transposed", ValueError, "shapes must be"),
+    ("all int64", TypeError, "float64 or all float32"),
+    ("a int64", TypeError, "float64 or all float32"),
+    ("a 3-D", ValueError, "2-D"),
+    ("a Fortran order", ValueError, "C-contiguous"),
 ])
 def test_gemm_rejects_operands_it_would_misread(case, error, match):
     # gemm hands BLAS raw pointers and sizes: operands that do not fit are refused before
@@ -98,12 +102,34 @@ def test_gemm_rejects_operands_it_would_misread(case, error, match):
         b = np.ones((6, 4))
     elif case == "b columns":
         b = np.ones((5, 3))
+    elif case == "all int64":
+        c, a, b = c.astype(np.int64), a.astype(np.int64), b.astype(np.int64)
+    elif case == "a int64":
+        a = a.astype(np.int64)
+    elif case == "a 3-D":
+        a = np.ones((3, 5, 2))
+    elif case == "a Fortran order":
+        a = np.asfortranarray(a)
     else:
         trans_a = True  # op(a) = a.T is (5, 3)
     before = c.copy()
     with pytest.raises(error, match=match):
         K.gemm(c, a, b, trans_a, False, 1.0, 0.0)
     np.testing.assert_array_equal(c, before)
+
+
+def test_gemm_takes_empty_views_from_compiled_code():
+    # a K = 0 slice made in compiled code is typed as any layout and, being empty, is
+    # not flagged C-contiguous there: gemm still takes it (c = beta c)
+    @numba.njit
+    def user(c, a, b, k):
+        K.gemm(c, a[:, :k], b[:k, :], False, False, 1.0, 0.5)
+    c, a, b = _gemm_operands()
+    c[:] = 2.0
+    user(c, a, b, 0)
+    np.testing.assert_array_equal(c, 1.0)
+    user(c, a, b, 5)
+    np.testing.assert_array_equal(c, 5.5)
 
 
 GEMM_CHECK = """

@@ -17,8 +17,9 @@ Tolerances are rounding bounds, not fitted constants:
   float32 and 1e12x in float64 (mutation-checked: a skipped remainder source, a bias sum
   of the wrong row, a 1e-7 relative error in one bias sum, the update before d_in).
 * exp64 / tanh64: <= 4 ulp from NumPy (and from Python's libm math.exp / math.tanh).
-  Measured over 20000 points each against values exact to 130 bits: exp64 1 ulp (normal
-  and subnormal results), tanh64 2 ulp (NumPy's tanh 1, math.tanh 2); so 2 ulp from NumPy.
+  Measured (mpmath at 140 bits, and 2M-point scans against long double; not run here):
+  exp64 within 1.06 ulp of exact, 1 ulp from NumPy; tanh64 within 2.5 ulp of exact (worst
+  near |x| = 0.18, where e / (e + 2) rounds three times), 3 ulp from NumPy.
 * losses, softmax, slopes and update rules: stated where they are checked.
 """
 
