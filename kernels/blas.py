@@ -163,9 +163,8 @@ else:
     def gemm(c, a, b, trans_a, trans_b, alpha, beta):
         """c (M, N) = alpha * op(a) @ op(b) + beta * c; op transposes when asked.
 
-        All arrays 2-D, C-contiguous, and all float64 or all float32 (else TypeError /
-        ValueError, as for
-        shapes that do not match); alpha and beta are cast to the dtype.
+        All arrays 2-D, C-contiguous, and all float64 or all float32, with shapes that
+        match (else TypeError / ValueError); alpha and beta are cast to the dtype.
         """
         check_operands(c, a, b, trans_a, trans_b)
         m, n = c.shape

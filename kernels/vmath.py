@@ -102,7 +102,7 @@ def exp64(x):
     xc = x if x < 710.0 else 710.0  # beyond +-745 the result is inf or 0 anyway
     xc = xc if xc > -746.0 else -746.0
     r, k = reduce_ln2(xc)
-    h = k >> 1  # 2**k as two normal factors: k ranges over [-1077, 1025]
+    h = k >> 1  # 2**k as two normal factors: k ranges over [-1076, 1024]
     e = (1.0 + expm1_reduced(r)) * bits_float((h + 1023) << 52) * bits_float((k - h + 1023) << 52)
     return e if x == x else x
 
