@@ -69,49 +69,36 @@ def _gemm_operands(m=3, n=4, k=5, dtype=np.float64):
     return np.zeros((m, n), dtype), np.ones((m, k), dtype), np.ones((k, n), dtype)
 
 
-@pytest.mark.parametrize("case, error, match", [
-    ("a float32", TypeError, "float64 or all float32"),
-    ("b float32", TypeError, "float64 or all float32"),
-    ("a strided", ValueError, "C-contiguous"),
-    ("c strided", ValueError, "C-contiguous"),
-    ("a rows", ValueError, "shapes must be"),
-    ("b rows", ValueError, "shapes must be"),
-    ("b columns", ValueError, "shapes must be"),
-    ("a transposed", ValueError, "shapes must be"),
-    ("all int64", TypeError, "float64 or all float32"),
-    ("a int64", TypeError, "float64 or all float32"),
-    ("a 3-D", ValueError, "2-D"),
-    ("a Fortran order", ValueError, "C-contiguous"),
-])
-def test_gemm_rejects_operands_it_would_misread(case, error, match):
+def _replace(c=None, a=None, b=None, trans_a=False):
+    """The valid operands with some replaced: (c, a, b, trans_a)."""
+    valid = _gemm_operands()
+    return (valid[0] if c is None else c, valid[1] if a is None else a,
+            valid[2] if b is None else b, trans_a)
+
+
+ONE_DTYPE, CONTIGUOUS, SHAPES = "float64 or all float32", "C-contiguous", "shapes must be"
+MISREAD = {  # case: (operands, error, message)
+    "a float32": (lambda: _replace(a=np.ones((3, 5), np.float32)), TypeError, ONE_DTYPE),
+    "b float32": (lambda: _replace(b=np.ones((5, 4), np.float32)), TypeError, ONE_DTYPE),
+    "a int64": (lambda: _replace(a=np.ones((3, 5), np.int64)), TypeError, ONE_DTYPE),
+    "all int64": (lambda: _gemm_operands(dtype=np.int64) + (False,), TypeError, ONE_DTYPE),
+    "a strided": (lambda: _replace(a=np.ones((3, 10))[:, ::2]), ValueError, CONTIGUOUS),
+    "c strided": (lambda: _replace(c=np.zeros((3, 8))[:, ::2]), ValueError, CONTIGUOUS),
+    "a Fortran order": (lambda: _replace(a=np.ones((3, 5), order="F")), ValueError, CONTIGUOUS),
+    "a 3-D": (lambda: _replace(a=np.ones((3, 5, 2))), ValueError, "2-D"),
+    "a rows": (lambda: _replace(a=np.ones((2, 5))), ValueError, SHAPES),
+    "b rows": (lambda: _replace(b=np.ones((6, 4))), ValueError, SHAPES),
+    "b columns": (lambda: _replace(b=np.ones((5, 3))), ValueError, SHAPES),
+    "a transposed": (lambda: _replace(trans_a=True), ValueError, SHAPES),  # op(a) is (5, 3)
+}
+
+
+@pytest.mark.parametrize("case", list(MISREAD))
+def test_gemm_rejects_operands_it_would_misread(case):
     # gemm hands BLAS raw pointers and sizes: operands that do not fit are refused before
     # any is read or written (a float32 a against a float64 c read past a's buffer)
-    c, a, b = _gemm_operands()
-    trans_a = False
-    if case == "a float32":
-        a = a.astype(np.float32)
-    elif case == "b float32":
-        b = b.astype(np.float32)
-    elif case == "a strided":
-        a = np.ones((3, 10))[:, ::2]
-    elif case == "c strided":
-        c = np.zeros((3, 8))[:, ::2]
-    elif case == "a rows":
-        a = np.ones((2, 5))
-    elif case == "b rows":
-        b = np.ones((6, 4))
-    elif case == "b columns":
-        b = np.ones((5, 3))
-    elif case == "all int64":
-        c, a, b = c.astype(np.int64), a.astype(np.int64), b.astype(np.int64)
-    elif case == "a int64":
-        a = a.astype(np.int64)
-    elif case == "a 3-D":
-        a = np.ones((3, 5, 2))
-    elif case == "a Fortran order":
-        a = np.asfortranarray(a)
-    else:
-        trans_a = True  # op(a) = a.T is (5, 3)
+    make, error, match = MISREAD[case]
+    c, a, b, trans_a = make()
     before = c.copy()
     with pytest.raises(error, match=match):
         K.gemm(c, a, b, trans_a, False, 1.0, 0.0)
