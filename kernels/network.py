@@ -137,22 +137,28 @@ def load_batch(work, lay, net, x, y, rows, start, m):
         _transpose_rows(yt, y, rows, start)
 
 
-TILE = 8  # rows x columns transposed together, so that reads and writes stay in L1
+TILE = 8  # units per sweep over the rows: one 64-byte line of a float64 source row
 _u = np.uint64
 
 
 @jit
 def _transpose_rows(out, src, rows, start):
-    # out (n, m) = src[rows[start:start + m]].T (src[start:start + m] when rows is empty), in
-    # 8 x 8 tiles, so that reads and writes stay in L1; unsigned indices within a tile, so
-    # that Numba tests no index for wrap-around (figures: docs/design.md)
+    # out (n, m) = src[rows[start:start + m]].T (src[start:start + m] when rows is empty):
+    # TILE units of every row per sweep, so each source line is read once and each output
+    # row is written in order; unsigned indices, so that Numba tests none for wrap-around
+    # (figures: docs/design.md)
     n, m = out.shape
-    for t0 in range(0, m, TILE):
-        for i0 in range(0, n, TILE):
-            for t in range(t0, min(t0 + TILE, m)):
-                r = rows[start + t] if rows.shape[0] > 0 else start + t  # a caller's row: signed
-                for i in range(i0, min(i0 + TILE, n)):
-                    out[_u(i), _u(t)] = src[r, _u(i)]
+    in_order = rows.shape[0] == 0
+    full = n - n % TILE
+    for i0 in range(0, full, TILE):
+        for t in range(m):
+            r = start + t if in_order else rows[start + t]  # a caller's row: signed
+            for i in range(TILE):
+                out[_u(i0 + i), _u(t)] = src[r, _u(i0 + i)]
+    for i in range(full, n):
+        for t in range(m):
+            r = start + t if in_order else rows[start + t]
+            out[_u(i), _u(t)] = src[r, _u(i)]
 
 
 @jit

@@ -32,6 +32,7 @@ import pytest
 
 from fastnn import kernels as K
 from fastnn import reference as R
+from fastnn.kernels import network as KN
 from fastnn.kernels import optim as KO
 from fastnn.kernels import vmath
 
@@ -254,6 +255,30 @@ def test_dense_non_finite_inputs_propagate_as_in_numpy(dtype, blas, act):
         assert_within(gw, e_gw, np.nan_to_num(b_gw), f"gw {n_in}->{n_out} m={m}")
         assert not np.isfinite(gw).all()
         assert_within(gb, e_gb, b_gb, f"gb {n_in}->{n_out} m={m}")
+
+
+# --------------------------------------------------------------------------- batches
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["in_order", "shuffled"])
+@pytest.mark.parametrize("m", [1, 7, 33])
+@pytest.mark.parametrize("n_in, n_out", [(1, 1), (5, 10), (8, 3), (13, 8), (64, 17)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_load_batch_transposes_the_rows(dtype, n_in, n_out, m, shuffled):
+    # a_0 = x[rows].T and the targets = y[rows].T, bitwise, for widths on both sides of the
+    # transpose's groups of eight, from a batch that starts inside the rows
+    rng = np.random.default_rng([dtype.itemsize, n_in, n_out, m, shuffled])
+    n_rows, start = 50, 9
+    x = rng.standard_normal((n_rows, n_in)).astype(dtype)
+    y = rng.standard_normal((n_rows, n_out)).astype(dtype)
+    rows = rng.permutation(n_rows) if shuffled else np.empty(0, np.int64)
+    net = np.array([[n_in, n_out, K.IDENTITY, 0, -1, 1]], np.int64)
+    lay, size = KN.workspace_layout([n_in, n_out], m)
+    work = nan_filled(size, dtype)
+    KN.load_batch(work, lay, net, x, y, rows, start, m)
+    picked = rows[start:start + m] if shuffled else np.arange(start, start + m)
+    np.testing.assert_array_equal(work[lay[0]:lay[0] + n_in * m].reshape(n_in, m), x[picked].T)
+    yt = work[lay[3]:lay[3] + n_out * m].reshape(n_out, m)
+    np.testing.assert_array_equal(yt, y[picked].T)
 
 
 # --------------------------------------------------------------------------- activations
