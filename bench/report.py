@@ -460,9 +460,9 @@ def grid_section(results, png_name):
             "N(0, 1/fan_in), zero biases, MSE; lr the largest of 0.1/0.05/0.02/0.01 whose loss "
             "falls steadily; epochs fixed in the table after `python bench/grid.py "
             "--calibrate`, which aims the numpy row at 100 ms.", ""]
-    limit = median_limit(points)
-    if limit:
-        text += [limit, ""]
+    for limit in (median_limit(points), blas_limit(points)):
+        if limit:
+            text += [limit, ""]
     if png_name:
         text += [f"![numpy / fastnn and fastnn / gemm-floor against multiply-adds per step]"
                  f"({png_name})", ""]
@@ -471,6 +471,38 @@ def grid_section(results, png_name):
     if failed:
         text += ["Rows that failed verification (not timed):", ""] + [f"- {f}" for f in failed]
     return "\n".join(text)
+
+
+def blas_limit(points):
+    """What limits fastnn / gemm-floor on the BLAS-sized points: the work besides the products,
+    per step and per unit-row, against the products per unit-row (a table)."""
+    rows = []
+    for name, info, m, _ in points:
+        if info.get("size_class") != "blas" or not (m.get("fastnn") and m.get("gemm-floor")):
+            continue
+        steps = info["epochs"] * info["steps_per_epoch"]
+        unit_rows = min(info["batch"], info["rows"]) * sum(info["widths"])
+        extra = (m["fastnn"] - m["gemm-floor"]) / steps
+        rows.append((macs_step(info) / unit_rows, name, m["fastnn"] / m["gemm-floor"], extra,
+                     extra / unit_rows))
+    if not rows:
+        return None
+    cells = [[name, fmt_ratio(r), f"{per:.0f}", fmt_time(extra) if extra > 0 else "—",
+              f"{ns * 1e9:.2f} ns" if extra > 0 else "—"]
+             for per, name, r, extra, ns in sorted(rows)]
+    header = ["BLAS-sized point", "fastnn / gemm-floor", "multiply-adds per unit-row",
+              "beyond the products, per step", "per unit-row"]
+    return "\n".join([
+        "What limits fastnn / gemm-floor on the BLAS-sized points: the gemm-floor row is the "
+        "products alone, while fastnn also loads each batch (the rows transposed into "
+        "feature-major order, 0.3–0.7 ns per element from the cache, more when the data "
+        "outgrow it and come from memory), applies each activation and its slope (tanh and "
+        "sigmoid about 1 ns per element, relu 0.25), sums the bias gradients and forms the "
+        "loss: passes over every unit of every row of the batch. A unit-row is one unit "
+        "(input, hidden or output) of one row of a batch; the fewer multiply-adds per "
+        "unit-row, the more those passes weigh. Measured parts: docs/design.md (batch "
+        "transpose, activations); — where fastnn took less time than the products (the Gram "
+        "path does fewer).", "", table(header, cells, ["l", "r", "r", "r", "r"])])
 
 
 def median_limit(points):

@@ -19,6 +19,15 @@ from .kernels import network as KN
 
 ALIGN = 64  # bytes: a cache line, so no vector load of a row straddles two
 VALIDATION_ROWS = 256  # rows per block of the validation forward pass
+CHUNK_BYTES = 512 * 1024  # a generic step's workspace beyond this runs in chunks of rows
+MIN_CHUNK_ROWS = 256  # chunks no smaller: BLAS's products lose efficiency on fewer rows
+
+
+def chunk_rows(widths, dtype):
+    """Rows per chunk of a generic step: its workspace within CHUNK_BYTES, so that every pass
+    over the batch stays in the cache (figures: docs/design.md)."""
+    per_row = KN.workspace_layout(widths, 1)[1] * np.dtype(dtype).itemsize
+    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // per_row)
 
 
 def aligned_empty(n, dtype):
@@ -109,21 +118,24 @@ class Run:
         self.net, self.optimizer = net, optimizer
         self.batch = n_rows if batch_size is None else min(batch_size, n_rows)
         self.n_steps = -(-n_rows // self.batch)
-        self.table, n_weights, n_params = layer_table(net, self.batch)
+        self.chunk = chunk_rows(net.widths, net.dtype)
+        self.table, n_weights, n_params = layer_table(net, min(self.batch, self.chunk))
         self.packed = Packed(net, self.table, n_params)
         self.params = self.packed.params
         self.path, self.lay, size, self.carried = self._path(
             net, optimizer, validation, not setup.in_order or setup.rows is not None)
         self.work = aligned_empty(size, net.dtype)
-        self.grads = self.params[:0] if optimizer.fused else aligned_empty(n_params, net.dtype)
+        chunked = self.path[2] is not None and self.batch > self.chunk
+        self.grads = (self.params[:0] if optimizer.fused and not chunked
+                      else aligned_empty(n_params, net.dtype))
         self.state, steps = optimizer.bind(self.packed.arrays, n_params, net.dtype)
         self.track = np.zeros(KN.TRACK_SIZE)
         self.track[KN.T], self.track[KN.BEST_VAL] = steps, np.inf
         self.cfg = np.zeros(KN.CFG_SIZE, np.int64)
         self.cfg[[KN.LOSS, KN.BATCH, KN.RULE, KN.NESTEROV, KN.FUSED, KN.REDUCE, KN.N_WEIGHTS,
-                  KN.DECAY_PER_ROW, KN.PATIENCE]] = (
+                  KN.DECAY_PER_ROW, KN.PATIENCE, KN.CHUNK]] = (
             net.loss, self.batch, optimizer.rule, optimizer.nesterov, optimizer.fused,
-            setup.reduce, n_weights, optimizer.decay_per_row, patience)
+            setup.reduce, n_weights, optimizer.decay_per_row, patience, self.chunk)
         self.check = KN.CHECK_LOSS if setup.check_finite else KN.CHECK_NONE
         self.hyper = np.zeros(KN.HYPER_SIZE)
         self.hyper[:optimizer.hyper().shape[0]] = optimizer.hyper()
@@ -148,7 +160,7 @@ class Run:
                     widths, self.batch, n_rows, not shuffle, bool(self.table[0, KN.BLAS]))):
             lay, size, carried = KG.gram_layout(widths, n_rows)
             return (None, True, None), lay, size, carried
-        lay, size = KN.workspace_layout(widths, self.batch)
+        lay, size = KN.workspace_layout(widths, min(self.batch, self.chunk))
         return (None, None, True), lay, size, (0, 0)
 
     def _validation(self, net, validation, patience, n_params):

@@ -23,11 +23,11 @@ import numpy as np
 from ._jit import jit, plain
 from ._numba_private import bare
 from .gram import gram_begin, gram_step, gram_sync
-from .losses import SSE, loss_forward_backward
+from .losses import SSE
 from .network import (BATCH, BEST_EPOCH, BEST_T, BEST_VAL, CHECK, CHECK_EACH_EPOCH, CHECK_LOSS,
-                      CHECK_NONE, EPOCH, LOADED, LOSS, LOSS_SCALE, PARAMS_NOT_FINITE, PATIENCE,
-                      REDUCE, REDUCE_ROWS, SINCE_BEST, STOPPED, T, activation, all_finite,
-                      batch_epoch, gradient, load_batch, network_forward, targets)
+                      CHECK_NONE, EPOCH, LOADED, LOSS, PARAMS_NOT_FINITE, PATIENCE, REDUCE,
+                      REDUCE_ROWS, SINCE_BEST, STOPPED, T, all_finite, batch_epoch, load_batch,
+                      network_forward, output_loss)
 from .sample import sample_epoch
 
 
@@ -89,7 +89,6 @@ def run_epochs(sample, gram, generic, validate, losses, params, grads, state, tr
 @jit(inline=True)
 def validation_loss(params, vwork, vlay, net, cfg, hyper, xv, yv):
     # the loss of all rows of xv, yv as one batch (no L2 term), computed in blocks of vlay[-1]
-    n_layers = net.shape[0]
     n, vm = xv.shape[0], vlay[vlay.shape[0] - 1]
     no_rows = np.empty(0, np.int64)
     total = 0.0
@@ -97,11 +96,9 @@ def validation_loss(params, vwork, vlay, net, cfg, hyper, xv, yv):
         m = min(vm, n - start)
         load_batch(vwork, vlay, net, xv, yv, no_rows, start, m)
         network_forward(params, vwork, vlay, net, m, plain(0))
-        yt, tmp = targets(vwork, vlay, net, m)
-        value = loss_forward_backward(gradient(vwork, vlay, net, n_layers, m), tmp,
-                                      activation(vwork, vlay, net, n_layers, m), yt, cfg[LOSS])
+        value = output_loss(vwork, vlay, net, cfg, hyper, m)
         total += value if cfg[LOSS] == SSE else value * m  # sums add up, means are weighted
-    return hyper[LOSS_SCALE] * (total if cfg[LOSS] == SSE else total / n)
+    return total if cfg[LOSS] == SSE else total / n
 
 
 @jit(inline=True)

@@ -26,8 +26,8 @@ from .optim import LR, optimizer_update
 
 N_IN, N_OUT, ACT, W_OFF, B_OFF, BLAS = range(6)
 NET_COLUMNS = 6
-LOSS, BATCH, CHECK, RULE, NESTEROV, FUSED, REDUCE, N_WEIGHTS, DECAY_PER_ROW, PATIENCE = range(10)
-CFG_SIZE = 10
+LOSS, BATCH, CHECK, RULE, NESTEROV, FUSED, REDUCE, N_WEIGHTS, DECAY_PER_ROW, PATIENCE, CHUNK = range(11)
+CFG_SIZE = 11
 LOSS_SCALE, L2_REPORT = 7, 8  # hyper, after optim's entries
 HYPER_SIZE = 9
 T, EPOCH, BEST_VAL, BEST_EPOCH, BEST_T, SINCE_BEST, STOPPED, LOADED = range(8)
@@ -186,17 +186,28 @@ def network_backward(grads, params, work, lay, net, m, scale, keep, last):
 def batch_loss(params, work, lay, net, cfg, hyper, m):
     # the loss of the loaded batch as reported (scaled, plus the L2 term if asked); leaves
     # d loss / d z of the output layer in work
+    return output_loss(work, lay, net, cfg, hyper, m) + l2_report(params, cfg, hyper, m)
+
+
+@jit(inline=True)
+def output_loss(work, lay, net, cfg, hyper, m):
+    # the scaled loss of the m rows loaded in work; leaves d loss / d z of the output layer
     n_layers = net.shape[0]
     yt, tmp = targets(work, lay, net, m)
-    value = hyper[LOSS_SCALE] * loss_forward_backward(
+    return hyper[LOSS_SCALE] * loss_forward_backward(
         gradient(work, lay, net, n_layers, m), tmp, activation(work, lay, net, n_layers, m), yt,
         cfg[LOSS])
-    if hyper[L2_REPORT] != 0.0:  # scikit-learn adds alpha / (2 m) * sum of squared weights
-        squares = 0.0
-        for i in range(cfg[N_WEIGHTS]):
-            squares += np.float64(params[i]) * np.float64(params[i])
-        value += hyper[L2_REPORT] * squares / m
-    return value
+
+
+@jit(inline=True)
+def l2_report(params, cfg, hyper, m):
+    # scikit-learn adds alpha / (2 m) * the sum of squared weights to a batch's loss
+    if hyper[L2_REPORT] == 0.0:
+        return 0.0
+    squares = 0.0
+    for i in range(cfg[N_WEIGHTS]):
+        squares += np.float64(params[i]) * np.float64(params[i])
+    return hyper[L2_REPORT] * squares / m
 
 
 @jit(inline=True)
@@ -207,29 +218,43 @@ def batch_epoch(params, grads, state, track, work, lay, net, cfg, hyper, x, y, r
     batch = min(cfg[BATCH], n_rows)
     n_steps = (n_rows + batch - 1) // batch
     by_rows = cfg[REDUCE] == REDUCE_ROWS
-    fixed = n_steps == 1 and rows.shape[0] == 0  # one batch in order: loaded once
+    chunk = min(cfg[CHUNK], batch) if cfg[CHUNK] > 0 else batch
+    fixed = n_steps == 1 and rows.shape[0] == 0 and batch == chunk  # loaded once, in order
     total = 0.0
     for s in range(n_steps):
         start = s * batch
         m = min(batch, n_rows - start)
-        if not fixed or track[LOADED] == 0.0:
-            load_batch(work, lay, net, x, y, rows, start, m)
-            track[LOADED] = 1.0 if fixed else 0.0
-        value = batch_step(params, grads, state, track, work, lay, net, cfg, hyper, m)
+        value = batch_step(params, grads, state, track, work, lay, net, cfg, hyper, x, y, rows,
+                           start, m, chunk, fixed)
         total += value * m if by_rows else value
     return total / (n_rows if by_rows else n_steps)
 
 
 @jit(inline=True)
-def batch_step(params, grads, state, track, work, lay, net, cfg, hyper, m):
-    # one step on the m rows loaded in work; returns their loss
-    network_forward(params, work, lay, net, m, plain(0))
-    value = batch_loss(params, work, lay, net, cfg, hyper, m)
-    if cfg[FUSED] != 0:  # plain SGD: the update is fused into backward
-        network_backward(params, params, work, lay, net, m, -hyper[LR], 1.0, plain(0))
+def batch_step(params, grads, state, track, work, lay, net, cfg, hyper, x, y, rows, start, m,
+               chunk, fixed):
+    # one step on the m rows x[rows[start:start + m]] (loaded once if fixed), in chunks of at
+    # most chunk rows, so that every pass stays in the cache: a mean over m rows is its chunks'
+    # means weighted by rows, and their gradients add up in grads; returns the step's loss
+    fused = cfg[FUSED] != 0 and m <= chunk  # plain SGD on one chunk: the update in backward
+    mean = cfg[LOSS] != SSE
+    value = l2_report(params, cfg, hyper, m)
+    for c0 in range(0, m, chunk):
+        mc = min(chunk, m - c0)
+        if not fixed or track[LOADED] == 0.0:
+            load_batch(work, lay, net, x, y, rows, start + c0, mc)
+            track[LOADED] = 1.0 if fixed else 0.0
+        network_forward(params, work, lay, net, mc, plain(0))
+        share = mc / m if mean else 1.0
+        value += share * output_loss(work, lay, net, cfg, hyper, mc)
+        if fused:
+            network_backward(params, params, work, lay, net, mc, -hyper[LR], 1.0, plain(0))
+        else:
+            network_backward(grads, params, work, lay, net, mc, share, 0.0 if c0 == 0 else 1.0,
+                             plain(0))
+    if fused:
         track[T] += 1.0
     else:
-        network_backward(grads, params, work, lay, net, m, 1.0, 0.0, plain(0))
         apply_update(params, grads, state, track, cfg, hyper, m)
     return value
 

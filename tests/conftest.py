@@ -12,3 +12,17 @@ import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+
+import pytest  # noqa: E402  (after the variables above)
+
+
+@pytest.fixture(params=[False, True], ids=["whole", "chunks"])
+def chunked(request, monkeypatch):
+    """Run a test as is, and again with every generic step of more than 3 rows taken in chunks
+    of 3 rows (what batches beyond the cache get), so that small tests cover the chunking."""
+    if request.param:
+        from fastnn import _state
+        monkeypatch.setattr(_state, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(_state, "MIN_CHUNK_ROWS", 3)
+    return request.param

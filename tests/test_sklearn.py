@@ -163,7 +163,7 @@ def test_sklearn_estimator_checks(estimator, check):
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, True), (0.9, False)],
                          ids=["plain", "nesterov", "momentum"])
 @pytest.mark.parametrize("problem", NAMES)
-def test_sgd_same_numbers_as_sklearn(problem, momentum, nesterov, shuffle, alpha):
+def test_sgd_same_numbers_as_sklearn(problem, momentum, nesterov, shuffle, alpha, chunked):
     ours, sk = fit_both(problem, solver="sgd", learning_rate_init=LR["sgd"], momentum=momentum,
                         nesterovs_momentum=nesterov, shuffle=shuffle, alpha=alpha,
                         batch_size=16, **BASE)
@@ -175,7 +175,7 @@ def test_sgd_same_numbers_as_sklearn(problem, momentum, nesterov, shuffle, alpha
 @pytest.mark.parametrize("betas,eps", [((0.9, 0.999), 1e-8), ((0.8, 0.99), 1e-6)],
                          ids=["default", "other"])
 @pytest.mark.parametrize("problem", NAMES)
-def test_adam_same_numbers_as_sklearn(problem, betas, eps, shuffle, alpha):
+def test_adam_same_numbers_as_sklearn(problem, betas, eps, shuffle, alpha, chunked):
     ours, sk = fit_both(problem, solver="adam", learning_rate_init=LR["adam"], beta_1=betas[0],
                         beta_2=betas[1], epsilon=eps, shuffle=shuffle, alpha=alpha,
                         batch_size=16, **BASE)
