@@ -19,15 +19,18 @@ from .kernels import network as KN
 
 ALIGN = 64  # bytes: a cache line, so no vector load of a row straddles two
 VALIDATION_ROWS = 256  # rows per block of the validation forward pass
-CHUNK_BYTES = 512 * 1024  # a generic step's workspace beyond this runs in chunks of rows
-MIN_CHUNK_ROWS = 256  # chunks no smaller: BLAS's products lose efficiency on fewer rows
+CHUNK_ABOVE = 2 << 20  # a generic step whose workspace exceeds this runs in chunks of rows,
+CHUNK_BYTES = 512 << 10  # each of whose workspace is within this,
+MIN_CHUNK_ROWS = 256  # and no smaller: BLAS's products lose efficiency on fewer rows
 
 
-def chunk_rows(widths, dtype):
-    """Rows per chunk of a generic step: its workspace within CHUNK_BYTES, so that every pass
-    over the batch stays in the cache (figures: docs/design.md)."""
+def chunk_rows(widths, dtype, batch):
+    """Rows per chunk of a generic step of batch rows (batch itself: no chunks), so that every
+    pass over the batch stays in the cache (figures: docs/design.md)."""
     per_row = KN.workspace_layout(widths, 1)[1] * np.dtype(dtype).itemsize
-    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // per_row)
+    if batch * per_row <= CHUNK_ABOVE:
+        return batch
+    return min(batch, max(MIN_CHUNK_ROWS, CHUNK_BYTES // per_row))
 
 
 def aligned_empty(n, dtype):
@@ -118,7 +121,7 @@ class Run:
         self.net, self.optimizer = net, optimizer
         self.batch = n_rows if batch_size is None else min(batch_size, n_rows)
         self.n_steps = -(-n_rows // self.batch)
-        self.chunk = chunk_rows(net.widths, net.dtype)
+        self.chunk = chunk_rows(net.widths, net.dtype, self.batch)
         self.table, n_weights, n_params = layer_table(net, min(self.batch, self.chunk))
         self.packed = Packed(net, self.table, n_params)
         self.params = self.packed.params

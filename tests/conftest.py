@@ -23,6 +23,7 @@ def chunked(request, monkeypatch):
     of 3 rows (what batches beyond the cache get), so that small tests cover the chunking."""
     if request.param:
         from fastnn import _state
+        monkeypatch.setattr(_state, "CHUNK_ABOVE", 0)
         monkeypatch.setattr(_state, "CHUNK_BYTES", 1)
         monkeypatch.setattr(_state, "MIN_CHUNK_ROWS", 3)
     return request.param

@@ -130,7 +130,7 @@ def measure(big, case):
         w, b = [a.copy() for a in w], [a.copy() for a in b]
         extra = peak_extra(lambda: fastnn.train(x, y, w, b, lr=1e-7, epochs=1, batch_size=batch))
         params = param_bytes(w, b)
-        rows = min(batch or N_BIG, _state.chunk_rows(WIDTHS, w[0].dtype))
+        rows = _state.chunk_rows(WIDTHS, w[0].dtype, batch or N_BIG)
         bound = params + workspace_bound(rows, w[0].itemsize) + forced + SLACK
         _measured[case] = extra, params, bound, forced
     return _measured[case]
