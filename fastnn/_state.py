@@ -159,8 +159,8 @@ class Run:
             lay, size = KN.workspace_layout(widths, 1)
             return (True, None, None), lay, size, (0, 0)
         if (optimizer.fused and not optimizer.continues_exactly and validation is None
-                and KG.gram_pays(
-                    widths, self.batch, n_rows, not shuffle, bool(self.table[0, KN.BLAS]))):
+                and KG.gram_pays(widths, self.batch, n_rows, not shuffle,
+                                 K.blas_pays(widths[0], widths[1], self.batch))):
             lay, size, carried = KG.gram_layout(widths, n_rows)
             return (None, True, None), lay, size, carried
         lay, size = KN.workspace_layout(widths, min(self.batch, self.chunk))

@@ -4,7 +4,7 @@ A network is data, so one compilation per dtype serves every depth, width,
 activation, loss and optimizer:
 
 * ``params``: every weight, then every bias, in one flat array of the network's dtype;
-  ``grads`` is shaped like it (unused when the SGD step is fused into backward);
+  ``grads`` is shaped like it (empty when every step fuses plain SGD into backward);
 * ``net``: int64 table, a row per layer: N_IN, N_OUT, ACT, W_OFF, B_OFF (-1: no bias), BLAS;
 * ``cfg``: int64 settings (LOSS, BATCH, ...), ``hyper``: float64 settings (optim's LR .. EPS,
   LOSS_SCALE, L2_REPORT);

@@ -184,7 +184,7 @@ def test_tiny_net_huge_lr(impl, act, lr):
 
 
 @pytest.mark.parametrize("act,lr", TINY)
-def test_fastnn_and_reference_agree_on_the_epoch(act, lr):
+def test_fastnn_and_reference_agree_on_the_epoch(act, lr, chunked):
     x, y, w0, b0 = tiny()
     epochs = []
     for train in IMPLS.values():

@@ -105,6 +105,24 @@ def test_grid(depth, activation, loss, mode, dtype, chunked):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_full_batch_beyond_the_cache_runs_in_chunks(dtype):
+    # 20000 rows of 16 -> 16 -> 1 at full batch: a workspace past CHUNK_ABOVE, so the step runs
+    # in chunks as sized by default (1170 rows in float64, 2340 in float32, each with a
+    # short last chunk). 30 epochs, tanh, mse. 1-ulp spread (4 random +-1 ulp patterns):
+    # float64 history 4.6e-16, parameters 2.8e-15; float32 7.3e-8 / 2.1e-7. fastnn vs
+    # reference: float64 3.9e-16 / 1.2e-15, float32 1.1e-7 / 2.1e-7.
+    from fastnn import _state
+    rng = np.random.default_rng(5)
+    widths, n = [16, 16, 1], 20000
+    assert n % _state.chunk_rows(widths, dtype, n) != 0 and _state.chunk_rows(widths, dtype, n) < n
+    x = rng.standard_normal((n, 16))
+    y = np.tanh(x @ rng.standard_normal((16, 1)) / 4)
+    w = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(widths, widths[1:])]
+    b = [np.full(k, 0.1, dtype) for k in widths[1:]]
+    compare(x, y, w, b, activation="tanh", loss="mse", lr=0.2, epochs=30, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_size_larger_than_rows_is_full_batch(dtype):
     x, y, w, b = grid_net(2, dtype)
     for fn in (fastnn.train, reference.train):

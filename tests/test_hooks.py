@@ -150,7 +150,8 @@ def test_callback_exception_propagates_and_weights_hold_that_epoch(net):
     dict(batch_size=4, shuffle=True, seed=11),         # a new order per epoch
     dict(batch_size=1, loss="mse", activation="tanh"),
 ])
-def test_hooks_and_chunking_do_not_change_the_numbers(dtype, schedule, monkeypatch, capsys):
+def test_hooks_and_chunking_do_not_change_the_numbers(dtype, schedule, monkeypatch, capsys,
+                                                       chunked):
     net = make_net(dtype)
     plain = run(net, **schedule)
     hooks = [

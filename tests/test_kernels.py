@@ -265,7 +265,8 @@ def test_dense_non_finite_inputs_propagate_as_in_numpy(dtype, blas, act):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_load_batch_transposes_the_rows(dtype, n_in, n_out, m, shuffled):
     # a_0 = x[rows].T and the targets = y[rows].T, bitwise, for widths on both sides of the
-    # transpose's groups of eight, from a batch that starts inside the rows
+    # transpose's groups of eight, from a batch that starts inside the rows; nothing else in
+    # the workspace is written
     rng = np.random.default_rng([dtype.itemsize, n_in, n_out, m, shuffled])
     n_rows, start = 50, 9
     x = rng.standard_normal((n_rows, n_in)).astype(dtype)
@@ -279,6 +280,9 @@ def test_load_batch_transposes_the_rows(dtype, n_in, n_out, m, shuffled):
     np.testing.assert_array_equal(work[lay[0]:lay[0] + n_in * m].reshape(n_in, m), x[picked].T)
     yt = work[lay[3]:lay[3] + n_out * m].reshape(n_out, m)
     np.testing.assert_array_equal(yt, y[picked].T)
+    rest = np.ones(size, bool)
+    rest[lay[0]:lay[0] + n_in * m] = rest[lay[3]:lay[3] + n_out * m] = False
+    assert np.isnan(work[rest]).all()
 
 
 # --------------------------------------------------------------------------- activations

@@ -208,7 +208,7 @@ LOSS_LR = {"sse": 0.005, "mse": 0.05, "softmax_ce": 0.1, "sigmoid_bce": 0.1}
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", MODE_IDS)
 @pytest.mark.parametrize("depth, act", ARCHS, ids=[f"d{d}-{a}" for d, a in ARCHS])
-def test_equals_train_per_network(depth, act, mode, dtype):
+def test_equals_train_per_network(depth, act, mode, dtype, chunked):
     x, y, w, b = many_net(depth, dtype)
     check(x, y, w, b, activation=activation_for(act, depth), loss="mse", lr=0.02,
           **MODES[mode])

@@ -96,7 +96,7 @@ def assert_history_like_reference(h_fast, h_ref, rtol):
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 @pytest.mark.parametrize("loss", LOSSES)
-def test_history_matches_reference(loss, opt, mode, dtype):
+def test_history_matches_reference(loss, opt, mode, dtype, chunked):
     # 25 epochs with a validation set, no early stopping: the validation loss of every
     # epoch as the reference computes it, and the best epoch. Worst 1-ulp spread over these
     # cases: float64 loss 3.7e-15, validation loss 1.1e-15, parameters 3.4e-15; float32
@@ -189,7 +189,7 @@ def steps_per_epoch(mode, rows=20):
 @pytest.mark.parametrize("mode", ["full", "k5", "shuffle-k4"])
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 @pytest.mark.parametrize("loss", ["mse", "softmax_ce", "sigmoid_bce"])
-def test_early_stopping_restores_the_best_epoch(loss, opt, mode, patience, dtype):
+def test_early_stopping_restores_the_best_epoch(loss, opt, mode, patience, dtype, chunked):
     # Stops after `patience` epochs without a better validation loss; the weights and the
     # optimizer (step count and buffers) are then bitwise those of a fresh run of
     # best_epoch + 1 epochs, with or without the validation set, and training on from both
