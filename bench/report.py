@@ -501,8 +501,10 @@ def blas_limit(points):
         "loss: passes over every unit of every row of the batch. A unit-row is one unit "
         "(input, hidden or output) of one row of a batch; the fewer multiply-adds per "
         "unit-row, the more those passes weigh. Measured parts: docs/design.md (batch "
-        "transpose, activations); — where fastnn took less time than the products (the Gram "
-        "path does fewer).", "", table(header, cells, ["l", "r", "r", "r", "r"])])
+        "transpose, activations, batches in chunks); — where fastnn took less time than the "
+        "products: the Gram path does fewer, and a batch run in chunks keeps its products in "
+        "the cache, where the gemm-floor's products of a whole large batch go to memory.", "",
+        table(header, cells, ["l", "r", "r", "r", "r"])])
 
 
 def median_limit(points):
@@ -813,7 +815,12 @@ def startup_section(results):
                       "(any batch size, loss, optimizer), sample = mlp3_sgd (batch_size=1, "
                       "widths ≤ 8), gram = relu2 (full batch of 64 rows × 1000 features). "
                       "A compile row's fresh-process figure is the sum over its paths of "
-                      "(first call − fastest warm call)."])
+                      "(first call − fastest warm call).", "",
+                      "What limits the compile rows: each path compiles one generic core for "
+                      "every loss, optimizer and layer kind (BLAS and the small-layer loops), "
+                      "by design; what each part costs, what was tried, and the same code's "
+                      "compile times on other days of this machine: docs/design.md "
+                      "(\"Where the generic path's first call goes\")."])
 
 
 def startup_targets(results):
