@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import reference
+from fastnn import _state, reference
 from helpers import (ARCHS, DTYPES, F32, F64, LR, MODES, RTOL, activation_for, assert_moved,
                      assert_params_close, compare, copies, grid_net, mlp3_data, relu2_data, run,
                      sigmoid2_data, noncontiguous_net, N_ROWS)
@@ -111,13 +111,14 @@ def test_full_batch_beyond_the_cache_runs_in_chunks(dtype):
     # short last chunk). 30 epochs, tanh, mse. 1-ulp spread (4 random +-1 ulp patterns):
     # float64 history 4.6e-16, parameters 2.8e-15; float32 7.3e-8 / 2.1e-7. fastnn vs
     # reference: float64 3.9e-16 / 1.2e-15, float32 1.1e-7 / 2.1e-7.
-    from fastnn import _state
     rng = np.random.default_rng(5)
     widths, n = [16, 16, 1], 20000
-    assert n % _state.chunk_rows(widths, dtype, n) != 0 and _state.chunk_rows(widths, dtype, n) < n
+    chunk = _state.chunk_rows(widths, dtype, n)
+    assert chunk < n and n % chunk != 0
     x = rng.standard_normal((n, 16))
     y = np.tanh(x @ rng.standard_normal((16, 1)) / 4)
-    w = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(widths, widths[1:])]
+    w = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype)
+         for a, b in zip(widths, widths[1:])]
     b = [np.full(k, 0.1, dtype) for k in widths[1:]]
     compare(x, y, w, b, activation="tanh", loss="mse", lr=0.2, epochs=30, rtol=RTOL[dtype])
 
