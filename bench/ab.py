@@ -81,6 +81,10 @@ def off_gram():
     return patched(_state.KG, "gram_pays", lambda *args: False)
 
 
+def off_small_gemm():
+    return patched(_state._blaslib, "SMALL_GEMM_MACS", 0)
+
+
 def loops_only():
     return patched(_state.K, "blas_pays", lambda *args: False)
 
@@ -97,7 +101,7 @@ FIGURES = [  # (path, case, how to switch it off, B's label)
     ("Gram path", seed_case("sigmoid2", epochs=50), off_gram, "generic path"),
     ("Gram path", grid_case((1024, 64, 1), None, 256, "relu", 40), off_gram, "generic path"),
     ("fused SGD step", seed_case("mlp3_gd"), None, "gradient + update pass"),
-    ("fused SGD step", grid_case((64, 64, 64), 256, 4096, "relu", 3), None,
+    ("fused SGD step", grid_case((64, 64, 64), 128, 4096, "relu", 3), None,
      "gradient + update pass"),
     ("small-layer loops", seed_case("mlp3_gd"), blas_only, "BLAS for every layer"),
     ("small-layer loops", grid_case((16, 16, 1), None, 4096, "relu", 20), blas_only,
@@ -112,6 +116,12 @@ FIGURES = [  # (path, case, how to switch it off, B's label)
      loops_only, "loops for every layer"),
     ("BLAS above the threshold", grid_case((256, 256, 256), 32, 4096, "relu", 1, lr=0.005),
      loops_only, "loops for every layer"),
+    ("chunks for BLAS's small kernels", grid_case((64, 64, 64), 256, 4096, "relu", 3),
+     off_small_gemm, "whole batches"),
+    ("chunks for BLAS's small kernels", grid_case((16, 64, 64), None, 4096, "sigmoid", 20),
+     off_small_gemm, "whole batches"),
+    ("chunks for BLAS's small kernels", grid_case((176, 176, 176), 512, 4096, "relu", 1,
+                                                  lr=0.005), off_small_gemm, "whole batches"),
 ]
 
 SWEEP_WIDTHS = (4, 16, 64, 128)
@@ -231,7 +241,8 @@ def main(argv=None):
              "# A/B figures", "",
              f"Run of {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on "
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-             f"numba {numba.__version__}, numpy {np.__version__}; one BLAS thread; "
+             f"numba {numba.__version__}, numpy {np.__version__}, the BLAS's core "
+             f"{_state._blaslib.CORE or 'unknown'}; one BLAS thread; "
              f"medians of {args.rounds} rounds in turns. Ratio > 1: the special path is "
              f"faster. See docs/design.md for what each path does.", "",
              "| path | network | with it | without it (B) | B | B / with it |",

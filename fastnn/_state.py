@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels as K
+from .kernels import _blaslib
 from .kernels import gram as KG
 from .kernels import loop as KL
 from .kernels import network as KN
@@ -22,15 +23,26 @@ VALIDATION_ROWS = 256  # rows per block of the validation forward pass
 CHUNK_ABOVE = 2 << 20  # a generic step whose workspace exceeds this runs in chunks of rows,
 CHUNK_BYTES = 512 << 10  # each of whose workspace is within this,
 MIN_CHUNK_ROWS = 256  # and no smaller: BLAS's products lose efficiency on fewer rows
+MIN_SMALL_GEMM_ROWS = 32  # chunks for BLAS's small-matrix kernels: no fewer rows than this
 
 
 def chunk_rows(widths, dtype, batch):
     """Rows per chunk of a generic step of batch rows (batch itself: no chunks), so that every
-    pass over the batch stays in the cache (figures: docs/design.md)."""
+    pass over the batch stays in the cache, and every product fits the BLAS's small-matrix
+    kernels where it has them; a batch splits into chunks of equal size (figures:
+    docs/design.md)."""
+    rows = batch
     per_row = KN.workspace_layout(widths, 1)[1] * np.dtype(dtype).itemsize
-    if batch * per_row <= CHUNK_ABOVE:
+    if batch * per_row > CHUNK_ABOVE:
+        rows = max(MIN_CHUNK_ROWS, CHUNK_BYTES // per_row)
+    widest = max([a * b for a, b in zip(widths, widths[1:]) if K.blas_pays(a, b, batch)],
+                 default=0)
+    if widest and _blaslib.SMALL_GEMM_MACS // widest >= MIN_SMALL_GEMM_ROWS:
+        rows = min(rows, _blaslib.SMALL_GEMM_MACS // widest)
+    if rows >= batch:
         return batch
-    return min(batch, max(MIN_CHUNK_ROWS, CHUNK_BYTES // per_row))
+    pieces = -(-batch // rows)
+    return -(-batch // pieces)
 
 
 def aligned_empty(n, dtype):

@@ -225,6 +225,24 @@ def test_bad_fastnn_blas_is_refused(monkeypatch):
         _blaslib.numpy_gemm()
 
 
+def test_the_core_is_the_one_openblas_reports(monkeypatch):
+    # the core (which decides the small-kernel chunks) is read from the library the kernels
+    # call, and agrees with threadpoolctl's reading of that same file; FASTNN_BLAS=scipy
+    # leaves it unknown, so no chunks for small kernels
+    from threadpoolctl import threadpool_info
+    from fastnn.kernels import _blaslib
+    if _blaslib.numpy_gemm() is None:
+        pytest.skip("this NumPy bundles no ILP64 OpenBLAS")
+    library = [i for i in threadpool_info()
+               if os.path.basename(i["filepath"]).startswith("libscipy_openblas64_")]
+    assert len(library) == 1 and library[0]["architecture"]
+    assert _blaslib.CORE == _blaslib.numpy_core() == library[0]["architecture"]
+    assert _blaslib.SMALL_GEMM_MACS == (10 ** 6 if _blaslib.CORE in _blaslib.SMALL_KERNEL_CORES
+                                        else 0)
+    monkeypatch.setenv("FASTNN_BLAS", "scipy")
+    assert _blaslib.numpy_core() is None
+
+
 def _capsule(name):
     new = ctypes.pythonapi.PyCapsule_New
     new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p,
