@@ -139,7 +139,9 @@ GRID = [
     Point((256, 256, 256), 32, 4096, "relu", True, F64, 0.05, 1),
     Point((256, 256, 256), 32, 4096, "relu", True, F32, 0.05, 1),
     Point((16, 64, 64), None, 4096, "sigmoid", False, F64, 0.1, 12),
-    Point((64, 64, 64), 256, 4096, "relu", False, F32, 0.1, 10),
+    # relu in float32 is chaotic over 10 epochs here: a 1-ulp change of the initial weights
+    # moves the reference's weights by up to 5.6e-3 (elementwise, as verified), 7.2e-7 over 5
+    Point((64, 64, 64), 256, 4096, "relu", False, F32, 0.1, 10, verify_epochs=5),
     # in between
     Point((16, 256, 1), 1, 256, "sigmoid", False, F64, 0.02, 3),
     Point((64, 16, 16, 1), 256, 4096, "relu", True, F32, 0.1, 12),

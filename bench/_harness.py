@@ -374,9 +374,28 @@ def fastnn_blas():
             _blaslib.SCIPY: "SciPy's BLAS (LP64)"}.get(_blaslib.KIND, _blaslib.KIND)
 
 
+def dgemm_flops(n=512, repeat=20):
+    """flop/s of NumPy's BLAS on one thread multiplying two n x n float64 matrices: the
+    fastest of ``repeat`` products, what this core's arithmetic reaches through a tuned
+    library. The report compares flop rates against it."""
+    from threadpoolctl import threadpool_limits
+    a, b = np.random.default_rng(0).standard_normal((2, n, n))
+    out = np.empty((n, n))
+    limits = threadpool_limits(limits=1)
+    try:
+        best = np.inf
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        limits.restore_original_limits()
+    return 2 * n ** 3 / best
+
+
 def machine_info():
     """What the report prints about the machine, the libraries and the thread settings."""
-    return {"cpu_model": cpu_model(), "cores": os.cpu_count(),
+    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "dgemm_flops": dgemm_flops(),
             "system": f"{platform.system()} {platform.release()}",
             "versions": library_versions(), "blas": blas_info(),
             "fastnn_blas": fastnn_blas(),

@@ -296,19 +296,21 @@ def seeds_section(results):
             "parameters each run). `fastnn / gemm-floor` below 1× on relu2 and sigmoid2 is "
             "the Gram path, which does fewer products; on mlp3's 4-unit layers the gemm-floor "
             "is mostly NumPy's per-call overhead.", ""] + notes
-    rate = flop_rate(results, "mlp3_gd")
-    if rate:
-        text += ["", f"What limits mlp3_gd's numpy / fastnn: the fastnn row does the NumPy "
-                 f"loop's arithmetic (2 flops per multiply-add of the forward pass, the weight "
-                 f"gradients and the hidden layers' gradients) at {rate / 1e9:.1f} GFlop/s, "
-                 "against one core's double-precision peak of 16 flops per cycle (two 4-wide "
-                 f"FMA units: {CORE_PEAK_FLOPS / 1e9:.0f} GFlop/s at 2.6 GHz). The ratio is "
-                 "the NumPy loop's time over a loop close to the time of its arithmetic."]
+    rate, dgemm = flop_rate(results, "mlp3_gd"), results.machine.get("dgemm_flops")
+    numpy = results.median("seed:mlp3_gd-float64", "numpy")
+    if rate and dgemm and numpy:
+        need = rate * results.median("seed:mlp3_gd-float64", "fastnn") * 25 / numpy
+        text += ["", f"mlp3_gd's arithmetic: the fastnn row does the NumPy loop's (2 flops per "
+                 f"multiply-add of the forward pass, the weight gradients and the hidden "
+                 f"layers' gradients) at {rate / 1e9:.1f} GFlop/s, {rate / dgemm:.0%} of one "
+                 f"core's dgemm rate ({dgemm / 1e9:.0f} GFlop/s: {DGEMM_RATE}); 25× the NumPy "
+                 f"loop would take {need / 1e9:.0f} GFlop/s. The layers of 4 units make every "
+                 "pass over the 900 rows a few multiply-adds per value loaded and stored."]
     return "\n".join(text)
 
 
-# One core's double-precision peak: two 4-wide FMA units, 16 flops per cycle, at 2.6 GHz.
-CORE_PEAK_FLOPS = 16 * 2.6e9
+DGEMM_RATE = ("NumPy's BLAS multiplying two 512 × 512 float64 matrices on one core of this "
+              "machine, the fastest of 20, measured with these results")
 
 
 def train_flops(widths, rows, epochs):
@@ -501,9 +503,10 @@ def blas_limit(points):
         "loss: passes over every unit of every row of the batch. A unit-row is one unit "
         "(input, hidden or output) of one row of a batch; the fewer multiply-adds per "
         "unit-row, the more those passes weigh. Measured parts: docs/design.md (batch "
-        "transpose, activations, batches in chunks); — where fastnn took less time than the "
-        "products: the Gram path does fewer, and a batch run in chunks keeps its products in "
-        "the cache, where the gemm-floor's products of a whole large batch go to memory.", "",
+        "transpose, activations, batches in chunks, prefetching tried); — where fastnn took "
+        "less time than the products: the Gram path does fewer, a batch run in chunks keeps "
+        "its products in the cache, where the gemm-floor's products of a whole large batch go "
+        "to memory, and on OpenBLAS's SkylakeX core chunks fit its small-matrix kernels.", "",
         table(header, cells, ["l", "r", "r", "r", "r"])])
 
 
@@ -679,10 +682,12 @@ def many_section(results):
         text += ["", "Rows that failed verification (not timed):", ""] + failed
     limits = [many_limit(results, name, g) for name, g in groups.items()]
     if any(limits):
-        text += ["", "What limits the vmap ratios (2 flops per multiply-add of the forward "
+        dgemm = results.machine.get("dgemm_flops")
+        text += ["", "The vmap ratios in flop rates (2 flops per multiply-add of the forward "
                  "pass, the weight gradients and the hidden layers' gradients, every network, "
-                 f"row and epoch; peak: {CORE_PEAK_FLOPS / 1e9:.0f} GFlop/s per core, 16 flops "
-                 "per cycle at 2.6 GHz):", ""] + [line for line in limits if line]
+                 f"row and epoch), against the dgemm rate: {dgemm / 1e9:.0f} GFlop/s per core "
+                 f"({DGEMM_RATE}).",
+                 ""] + [line for line in limits if line]
     return "\n".join(text)
 
 
@@ -692,14 +697,17 @@ def many_limit(results, name, g):
     many, jax = results.median(name, MANY_BASE), results.median(name, "jax-vmap")
     if not (many and jax and info.get("widths") and info.get("networks")):
         return None
+    dgemm = results.machine.get("dgemm_flops")
+    if not dgemm:
+        return None
     flops = info["networks"] * train_flops(info["widths"], info["rows"], info["epochs"])
     cores = results.machine.get("cores") or 1
-    peak, need = cores * CORE_PEAK_FLOPS, 8 * flops / jax
+    top, need = cores * dgemm, 8 * flops / jax
     return (f"- `{name[len('many:'):]}`: {flops / 1e9:.1f} GFlop; train_many runs it at "
-            f"{flops / many / 1e9:.0f} GFlop/s on {cores} cores ({flops / many / peak:.0%} of "
-            f"their peak), jax-vmap at {flops / jax / 1e9:.0f} GFlop/s. Eight times jax's "
-            f"speed would be {need / 1e9:.0f} GFlop/s, {need / peak:.2f}× the peak of "
-            f"{cores} cores.")
+            f"{flops / many / 1e9:.0f} GFlop/s on {cores} cores ({flops / many / top:.0%} of "
+            f"{cores} × one core's dgemm rate), jax-vmap at {flops / jax / 1e9:.0f} GFlop/s. "
+            f"Eight times jax's speed would be {need / 1e9:.0f} GFlop/s, {need / top:.2f}× "
+            f"{cores} × one core's dgemm rate.")
 
 
 def many_targets(results):

@@ -28,21 +28,30 @@ MIN_SMALL_GEMM_ROWS = 32  # chunks for BLAS's small-matrix kernels: no fewer row
 
 def chunk_rows(widths, dtype, batch):
     """Rows per chunk of a generic step of batch rows (batch itself: no chunks), so that every
-    pass over the batch stays in the cache, and every product fits the BLAS's small-matrix
-    kernels where it has them; a batch splits into chunks of equal size (figures:
-    docs/design.md)."""
-    rows = batch
+    pass over the batch stays in the cache, and the forward and input-gradient products fit
+    the BLAS's small-matrix kernels where it has them; the chunks of a batch are as even as
+    that rule's least rows allow (figures: docs/design.md)."""
+    rows, least = batch, 1
     per_row = KN.workspace_layout(widths, 1)[1] * np.dtype(dtype).itemsize
     if batch * per_row > CHUNK_ABOVE:
-        rows = max(MIN_CHUNK_ROWS, CHUNK_BYTES // per_row)
-    widest = max([a * b for a, b in zip(widths, widths[1:]) if K.blas_pays(a, b, batch)],
-                 default=0)
-    if widest and _blaslib.SMALL_GEMM_MACS // widest >= MIN_SMALL_GEMM_ROWS:
-        rows = min(rows, _blaslib.SMALL_GEMM_MACS // widest)
+        rows, least = max(MIN_CHUNK_ROWS, CHUNK_BYTES // per_row), MIN_CHUNK_ROWS
+    small = small_gemm_rows(widths, batch)
+    if small < rows:
+        rows, least = small, MIN_SMALL_GEMM_ROWS
     if rows >= batch:
         return batch
-    pieces = -(-batch // rows)
-    return -(-batch // pieces)
+    even = -(-batch // -(-batch // rows))
+    return even if even >= least else rows
+
+
+def small_gemm_rows(widths, batch):
+    """The most rows with which every BLAS layer's product (rows x n_in x n_out) fits the
+    BLAS's small-matrix kernels; batch where it has none, or where that leaves fewer than
+    MIN_SMALL_GEMM_ROWS. The layers are those through BLAS at batch, as the table has them."""
+    widest = max([a * b for a, b in zip(widths, widths[1:]) if K.blas_pays(a, b, batch)],
+                 default=0)
+    rows = _blaslib.SMALL_GEMM_MACS // widest if widest else 0
+    return rows if rows >= MIN_SMALL_GEMM_ROWS else batch
 
 
 def aligned_empty(n, dtype):
@@ -134,7 +143,7 @@ class Run:
         self.batch = n_rows if batch_size is None else min(batch_size, n_rows)
         self.n_steps = -(-n_rows // self.batch)
         self.chunk = chunk_rows(net.widths, net.dtype, self.batch)
-        self.table, n_weights, n_params = layer_table(net, min(self.batch, self.chunk))
+        self.table, n_weights, n_params = layer_table(net, self.batch)  # chunks go the same way
         self.packed = Packed(net, self.table, n_params)
         self.params = self.packed.params
         self.path, self.lay, size, self.carried = self._path(

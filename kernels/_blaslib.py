@@ -8,9 +8,10 @@ BLAS from ``scipy.linalg.cython_blas`` (``blas.py``). The choice is part of the
 cache key (``_numba_private``): compiled code passes 64- or 32-bit integers.
 
 ``SMALL_GEMM_MACS``: the largest product (M N K multiply-adds) that the kernels'
-OpenBLAS runs through its small-matrix kernels, which skip packing: up to 100**3 on the
-cores that have them (OpenBLAS's ``gemm_small_kernel_permit_skylakex.c``), else 0 (other
-cores, and SciPy's library, whose core fastnn does not ask).
+OpenBLAS runs through its small-matrix kernels, which skip packing: 100**3 on the x86
+cores that have them (the permit in OpenBLAS's ``kernel/x86_64/*_small_kernel_permit_skylakex.c``,
+which takes the transposed-first product only up to 1200 outputs), else 0 (other cores,
+and SciPy's library, whose core fastnn does not ask).
 """
 
 import ctypes

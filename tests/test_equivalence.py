@@ -107,8 +107,8 @@ def test_grid(depth, activation, loss, mode, dtype, chunked):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_full_batch_beyond_the_cache_runs_in_chunks(dtype):
     # 20000 rows of 16 -> 16 -> 1 at full batch: a workspace past CHUNK_ABOVE, so the step runs
-    # in chunks as sized by default (18 of 1112 rows in float64, 9 of 2223 in float32, each
-    # with a shorter last chunk). 30 epochs, tanh, mse. 1-ulp spread (4 random +-1 ulp
+    # in chunks as sized by default (of 1112 rows in float64, the last 1096; of 2223 in
+    # float32, the last 2216). 30 epochs, tanh, mse. 1-ulp spread (4 random +-1 ulp
     # patterns): float64 history 4.6e-16, parameters 2.8e-15; float32 7.3e-8 / 2.1e-7.
     # fastnn vs reference: float64 3.8e-16 / 1.4e-15, float32 8.9e-8 / 3.8e-7.
     rng = np.random.default_rng(5)

@@ -114,17 +114,18 @@ def test_a_missing_w1_update_would_be_caught(generic_only):
     assert np.abs(p[0] - w[0]).max() > 1e-3 * np.abs(p[0]).max()
 
 
-def test_chunks_for_small_blas_kernels_are_sized_by_the_widest_blas_layer(monkeypatch):
+def test_batches_split_for_small_blas_kernels_by_the_widest_blas_layer(monkeypatch):
     # where OpenBLAS has small-matrix kernels (products up to 100**3 multiply-adds), a batch
-    # splits into equal chunks whose every BLAS product fits them, if that leaves 32 rows
+    # splits into even chunks whose BLAS products fit them, if that leaves 32 rows
     from fastnn.kernels import _blaslib
-    monkeypatch.setattr(_blaslib, "SMALL_GEMM_MACS", 10 ** 6)
+    monkeypatch.setattr(_blaslib, "SMALL_GEMM_MACS", _blaslib.SMALL_KERNEL_MACS)
     rows = lambda widths, batch: _state.chunk_rows(widths, F64, batch)  # noqa: E731
     assert rows([64, 64, 64], 244) == 244  # 64 * 64 * 244 <= 10**6
     assert rows([64, 64, 64], 256) == 128  # two chunks, not 244 + 12
     assert rows([64, 64, 64], 1000) == 200
     assert rows([20, 64, 64, 1], 256) == 128  # the widest layer decides
     assert rows([176, 176, 176], 512) == 32
+    assert rows([176, 176, 176], 33) == 32  # 32 + 1: halves of 17 would be too few
     assert rows([200, 200, 200], 200) == 200  # 25 rows: too few to pay
     assert rows([1024, 8, 1], 200) == 200  # no layer goes through BLAS (small.py's loops)
     assert rows([8, 8, 8], 4000) == 4000
@@ -133,13 +134,13 @@ def test_chunks_for_small_blas_kernels_are_sized_by_the_widest_blas_layer(monkey
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_chunks_for_small_blas_kernels_train_like_the_reference(dtype, monkeypatch):
+def test_batches_split_for_small_blas_kernels_train_like_the_reference(dtype, monkeypatch):
     # 64 -> 64 -> 64 in shuffled batches of 256 from 1000 rows: chunks of 128 (the last batch
     # 128 + 104) with the small-kernel rule on, whatever this machine's BLAS. 20 epochs, tanh,
     # mse. 1-ulp spread: float64 history 2.2e-16, parameters 5.4e-16; float32 1.3e-8 /
     # 2.4e-7. fastnn vs reference: float64 4.8e-16 / 4.3e-16, float32 1.8e-8 / 2.0e-7.
     from fastnn.kernels import _blaslib
-    monkeypatch.setattr(_blaslib, "SMALL_GEMM_MACS", 10 ** 6)
+    monkeypatch.setattr(_blaslib, "SMALL_GEMM_MACS", _blaslib.SMALL_KERNEL_MACS)
     assert _state.chunk_rows([64, 64, 64], dtype, 256) == 128
     rng = np.random.default_rng(11)
     x = rng.standard_normal((1000, 64)).astype(dtype)
