@@ -149,16 +149,16 @@ class Run:
         self.path, self.lay, size, self.carried = self._path(
             net, optimizer, validation, not setup.in_order or setup.rows is not None)
         self.work = aligned_empty(size, net.dtype)
-        chunked = self.path[2] is not None and self.batch > self.chunk
-        self.grads = (self.params[:0] if optimizer.fused and not chunked
-                      else aligned_empty(n_params, net.dtype))
+        # plain SGD fused into backward, unless a batch runs in chunks (their gradients add up)
+        fused = optimizer.fused and not (self.path[2] is not None and self.batch > self.chunk)
+        self.grads = self.params[:0] if fused else aligned_empty(n_params, net.dtype)
         self.state, steps = optimizer.bind(self.packed.arrays, n_params, net.dtype)
         self.track = np.zeros(KN.TRACK_SIZE)
         self.track[KN.T], self.track[KN.BEST_VAL] = steps, np.inf
         self.cfg = np.zeros(KN.CFG_SIZE, np.int64)
         self.cfg[[KN.LOSS, KN.BATCH, KN.RULE, KN.NESTEROV, KN.FUSED, KN.REDUCE, KN.N_WEIGHTS,
                   KN.DECAY_PER_ROW, KN.PATIENCE, KN.CHUNK]] = (
-            net.loss, self.batch, optimizer.rule, optimizer.nesterov, optimizer.fused,
+            net.loss, self.batch, optimizer.rule, optimizer.nesterov, fused,
             setup.reduce, n_weights, optimizer.decay_per_row, patience, self.chunk)
         self.check = KN.CHECK_LOSS if setup.check_finite else KN.CHECK_NONE
         self.hyper = np.zeros(KN.HYPER_SIZE)

@@ -237,7 +237,7 @@ def batch_step(params, grads, state, track, work, lay, net, cfg, hyper, x, y, ro
     # one step on the m rows x[rows[start:start + m]] (loaded once if fixed), in chunks of at
     # most chunk rows, so that every pass stays in the cache: a mean over m rows is its chunks'
     # means weighted by rows, and their gradients add up in grads; returns the step's loss
-    fused = cfg[FUSED] != 0 and m <= chunk  # plain SGD on one chunk: the update in backward
+    fused = cfg[FUSED] != 0  # plain SGD: the update in backward (never with chunks)
     mean = cfg[LOSS] != SSE
     value = l2_report(params, cfg, hyper, m)
     for c0 in range(0, m, chunk):
