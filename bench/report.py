@@ -307,9 +307,13 @@ def seeds_section(results):
                  f"multiply-add of the forward pass, the weight gradients and the hidden "
                  f"layers' gradients) at {rate / 1e9:.1f} GFlop/s, {rate / dgemm:.0%} of one "
                  f"core's dgemm rate ({dgemm / 1e9:.0f} GFlop/s: {DGEMM_RATE}); "
-                 f"{MLP3_GD_GOAL}× the NumPy loop would take {need / 1e9:.0f} GFlop/s. The layers "
-                 "of 4 units make every pass over the 900 rows a few multiply-adds per value "
-                 "loaded and stored."]
+                 f"{MLP3_GD_GOAL}× the NumPy loop would take {need / 1e9:.0f} GFlop/s."]
+        rate32 = flop_rate(results, "mlp3_gd", "float32")
+        if rate32:
+            text[-1] += (f" The float32 row, with twice the values per vector instruction, runs "
+                         f"at {rate32 / 1e9:.1f} GFlop/s: the loops of its 4-unit layers are "
+                         "bound by vector arithmetic, at 256 bits here (what bounds them, and "
+                         "512-bit vectors tried: docs/design.md, BLAS or loops per layer).")
     return "\n".join(text)
 
 
@@ -325,11 +329,11 @@ def train_flops(widths, rows, epochs):
     return 2 * macs * rows * epochs
 
 
-def flop_rate(results, workload):
+def flop_rate(results, workload, dtype="float64"):
     """flop/s of the fastnn row on a full-batch seed workload (None if not measured)."""
     from fastnn import _workloads
     w = _workloads.WORKLOADS[workload]
-    seconds = results.median(f"seed:{workload}-float64", "fastnn")
+    seconds = results.median(f"seed:{workload}-{dtype}", "fastnn")
     if not seconds or w.batch_size is not None:
         return None
     return train_flops(w.widths, w.rows, w.epochs) / seconds

@@ -138,26 +138,35 @@ def load_batch(work, lay, net, x, y, rows, start, m):
         _transpose_rows(yt, y, rows, start)
 
 
-TILE = 8  # units per sweep over the rows: one 64-byte line of a float64 source row
+BLOCK = 8  # batch rows per sweep: every unit of eight rows, one 64-byte float64 output line
 _u = np.uint64
 
 
 @jit
 def _transpose_rows(out, src, rows, start):
     # out (n, m) = src[rows[start:start + m]].T (src[start:start + m] when rows is empty):
-    # TILE units of every row per sweep, so each source line is read once and each output
-    # row is written in order; unsigned indices, so that Numba tests none for wrap-around
-    # (figures: docs/design.md)
+    # every unit of BLOCK rows per sweep, so all lines of those rows are requested together
+    # and each output line is written whole (one unit: a copy along the rows, which
+    # vectorizes); unsigned indices, so that Numba tests none for wrap-around (figures:
+    # docs/design.md)
     n, m = out.shape
     in_order = rows.shape[0] == 0
-    full = n - n % TILE
-    for i0 in range(0, full, TILE):
-        for t in range(m):
-            r = start + t if in_order else rows[start + t]  # a caller's row: signed
-            for i in range(TILE):
-                out[_u(i0 + i), _u(t)] = src[r, _u(i0 + i)]
-    for i in range(full, n):
-        for t in range(m):
+    full = m - m % BLOCK if n > 1 else 0
+    for t in range(0, full, BLOCK):
+        s = start + t
+        if in_order:
+            r0, r1, r2, r3, r4, r5, r6, r7 = s, s + 1, s + 2, s + 3, s + 4, s + 5, s + 6, s + 7
+        else:  # a caller's rows: signed
+            r0, r1, r2, r3 = rows[s], rows[s + 1], rows[s + 2], rows[s + 3]
+            r4, r5, r6, r7 = rows[s + 4], rows[s + 5], rows[s + 6], rows[s + 7]
+        for i in range(n):
+            c = _u(i)
+            out[c, _u(t)], out[c, _u(t + 1)], out[c, _u(t + 2)], out[c, _u(t + 3)] = (
+                src[r0, c], src[r1, c], src[r2, c], src[r3, c])
+            out[c, _u(t + 4)], out[c, _u(t + 5)], out[c, _u(t + 6)], out[c, _u(t + 7)] = (
+                src[r4, c], src[r5, c], src[r6, c], src[r7, c])
+    for i in range(n):
+        for t in range(full, m):
             r = start + t if in_order else rows[start + t]
             out[_u(i), _u(t)] = src[r, _u(i)]
 

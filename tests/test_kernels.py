@@ -264,9 +264,9 @@ def test_dense_non_finite_inputs_propagate_as_in_numpy(dtype, blas, act):
 @pytest.mark.parametrize("n_in, n_out", [(1, 1), (5, 10), (8, 3), (13, 8), (64, 17)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_load_batch_transposes_the_rows(dtype, n_in, n_out, m, shuffled):
-    # a_0 = x[rows].T and the targets = y[rows].T, bitwise, for widths on both sides of the
-    # transpose's groups of eight, from a batch that starts inside the rows; nothing else in
-    # the workspace is written
+    # a_0 = x[rows].T and the targets = y[rows].T, bitwise, for one unit and more, batches on
+    # both sides of the copy's groups of eight rows, from a batch that starts inside the rows;
+    # nothing else in the workspace is written
     rng = np.random.default_rng([dtype.itemsize, n_in, n_out, m, shuffled])
     n_rows, start = 50, 9
     x = rng.standard_normal((n_rows, n_in)).astype(dtype)
