@@ -6,6 +6,9 @@
   numpy, gemm-floor, torch.
 * ``act``: for each network of the grid that appears with relu, sigmoid and tanh,
   the three fastnn rows measured together (target: tanh and sigmoid <= 1.3x relu).
+* ``check``: the seed workloads in float64, rows fastnn and fastnn-nocheck alone, so that
+  check_finite's cost (target: at most 2%) is timed over more rounds than the seeds group's,
+  which its NumPy rows pace.
 * ``hooks``: the seed workloads in float64, rows fastnn, fastnn-callback (a callback after
   every epoch) and fastnn-print (print_every=1).
 * ``classify``: digits-sized softmax classification with Adam (issue 17); rows
@@ -65,6 +68,17 @@ def seed_cases():
                  [(impl, impl, functools.partial(seed_problem, w, dt)) for impl in SEED_IMPLS],
                  {"workload": w, "dtype": dt})
             for w in SEED_WORKLOADS for dt in DTYPES]
+
+
+# ---------------------------------------------------------------------- check
+CHECK_IMPLS = ("fastnn", "fastnn-nocheck")
+
+
+def check_cases():
+    return [Case("check", f"check:{w}",
+                 [(impl, impl, functools.partial(seed_problem, w, "float64"))
+                  for impl in CHECK_IMPLS], {"workload": w, "dtype": "float64"})
+            for w in SEED_WORKLOADS]
 
 
 # ---------------------------------------------------------------------- hooks
@@ -297,8 +311,8 @@ def many_cases():
             for name, build in (("mlp3_gd", many_mlp3_problem), ("digits", many_digits_problem))]
 
 
-GROUPS = {"seeds": seed_cases, "hooks": hooks_cases, "grid": grid_cases, "act": act_cases,
-          "classify": classify_cases, "many": many_cases}
+GROUPS = {"seeds": seed_cases, "check": check_cases, "hooks": hooks_cases, "grid": grid_cases,
+          "act": act_cases, "classify": classify_cases, "many": many_cases}
 
 
 def cases(groups):

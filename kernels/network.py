@@ -138,17 +138,16 @@ def load_batch(work, lay, net, x, y, rows, start, m):
         _transpose_rows(yt, y, rows, start)
 
 
-BLOCK = 8  # batch rows per sweep: every unit of eight rows, one 64-byte float64 output line
+BLOCK = 8  # batch rows per sweep (written out below): a 64-byte line of float64 outputs
 _u = np.uint64
 
 
 @jit
 def _transpose_rows(out, src, rows, start):
     # out (n, m) = src[rows[start:start + m]].T (src[start:start + m] when rows is empty):
-    # every unit of BLOCK rows per sweep, so all lines of those rows are requested together
-    # and each output line is written whole (one unit: a copy along the rows, which
-    # vectorizes); unsigned indices, so that Numba tests none for wrap-around (figures:
-    # docs/design.md)
+    # every unit of BLOCK rows per sweep, so those rows' lines are requested together (one
+    # unit: a copy along the rows); unsigned unit and output indices, so that Numba tests
+    # none for wrap-around (figures: docs/design.md)
     n, m = out.shape
     in_order = rows.shape[0] == 0
     full = m - m % BLOCK if n > 1 else 0

@@ -260,7 +260,7 @@ def test_dense_non_finite_inputs_propagate_as_in_numpy(dtype, blas, act):
 # --------------------------------------------------------------------------- batches
 
 @pytest.mark.parametrize("shuffled", [False, True], ids=["in_order", "shuffled"])
-@pytest.mark.parametrize("m", [1, 7, 33])
+@pytest.mark.parametrize("m", [1, 7, 32, 33])
 @pytest.mark.parametrize("n_in, n_out", [(1, 1), (5, 10), (8, 3), (13, 8), (64, 17)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_load_batch_transposes_the_rows(dtype, n_in, n_out, m, shuffled):
