@@ -150,6 +150,12 @@ def fmt_ratio(r):
     return f"{r:.0f}×" if r >= 100 else f"{r:.3g}×"
 
 
+def fmt_vs(r, limit):
+    """fmt_ratio, with a fourth digit where three would print the limit itself."""
+    shown = fmt_ratio(r)
+    return f"{r:.4g}×" if r is not None and r != limit and shown == fmt_ratio(limit) else shown
+
+
 def table(header, rows, align=None):
     align = align or ["l"] + ["r"] * (len(header) - 1)
     sep = ["---:" if a == "r" else "---" for a in align]
@@ -201,7 +207,7 @@ def bound(label, section, value, goal, at_least, limit, shown=None):
     if value is None:
         return Target(section, label, goal, "—", None)
     met = value >= limit if at_least else value <= limit
-    return Target(section, label, goal, shown or fmt_ratio(value), met)
+    return Target(section, label, goal, shown or fmt_vs(value, limit), met)
 
 
 def count_target(section, label, goal, items, ok, worst_key, shown):
@@ -593,7 +599,7 @@ def grid_targets(results):
     s = "grid"
     out = [count_target(s, "no point below 1.0× numpy", "numpy / fastnn ≥ 1 everywhere", speed,
                         lambda p: p[1] >= 1.0, lambda ps: min(ps, key=lambda p: p[1]),
-                        lambda p: f"{fmt_ratio(p[1])} ({p[0]})")]
+                        lambda p: f"{fmt_vs(p[1], 1.0)} ({p[0]})")]
     med = statistics.median([r for _, r in speed]) if speed else None
     out.append(bound("median numpy / fastnn", s, med, "≥ 3×", True, 3.0))
     blas = [(n, m["fastnn"] / m["gemm-floor"]) for n, i, m in pts
@@ -601,16 +607,16 @@ def grid_targets(results):
     out.append(count_target(s, "every layer ≥ 32k MACs per step: fastnn / gemm-floor",
                             "≤ 1.15×", blas, lambda p: p[1] <= 1.15,
                             lambda ps: max(ps, key=lambda p: p[1]),
-                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+                            lambda p: f"{fmt_vs(p[1], 1.15)} ({p[0]})"))
     tiny = [(n, r) for (n, r), (_, i, _) in zip(speed, pts) if i.get("size_class") == "tiny"]
     out.append(count_target(s, "every layer < 4k MACs per step: numpy / fastnn", "≥ 5×", tiny,
                             lambda p: p[1] >= 5.0, lambda ps: min(ps, key=lambda p: p[1]),
-                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+                            lambda p: f"{fmt_vs(p[1], 5.0)} ({p[0]})"))
     acts = [(f"{fam} {a}", ratio(t.get(a), t.get("relu"))) for fam, t, _ in act_families(results)
             for a in ("sigmoid", "tanh") if ratio(t.get(a), t.get("relu")) is not None]
     out.append(count_target(s, "tanh and sigmoid time / relu time, same network", "≤ 1.3×", acts,
                             lambda p: p[1] <= 1.3, lambda ps: max(ps, key=lambda p: p[1]),
-                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+                            lambda p: f"{fmt_vs(p[1], 1.3)} ({p[0]})"))
     sized = [(n, m["numpy"]) for n, i, m in pts]
     out.append(count_target(s, "numpy row within 20–500 ms (epochs sizing)", "all points", sized,
                             lambda p: NUMPY_RANGE[0] <= p[1] <= NUMPY_RANGE[1],
