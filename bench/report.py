@@ -589,7 +589,10 @@ def act_section(results):
     return "\n".join([table(["network", "relu", "sigmoid", "tanh", "sigmoid / relu",
                              "tanh / relu"], rows), "", source_line(g for *_, g in fams),
                       "", "fastnn alone, the three activations of one network timed alternately "
-                      "(groups `act:*`)."] + [""] + notes)
+                      "(groups `act:*`). What sets sigmoid and tanh apart from relu: each costs "
+                      "a polynomial (exp's) and one division per value, where relu is one "
+                      "comparison; they weigh most where a value carries few multiply-adds "
+                      "(docs/design.md, vectorizable exp and tanh)."] + [""] + notes)
 
 
 def grid_targets(results):
