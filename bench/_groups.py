@@ -74,11 +74,16 @@ def seed_cases():
 CHECK_IMPLS = ("fastnn", "fastnn-nocheck")
 
 
-def check_cases():
-    return [Case("check", f"check:{w}",
-                 [(impl, impl, functools.partial(seed_problem, w, "float64"))
-                  for impl in CHECK_IMPLS], {"workload": w, "dtype": "float64"})
+def seed_float64_cases(group, impls):
+    """A case per seed workload in float64, with these rows (the check and hooks groups)."""
+    return [Case(group, f"{group}:{w}",
+                 [(impl, impl, functools.partial(seed_problem, w, "float64")) for impl in impls],
+                 {"workload": w, "dtype": "float64"})
             for w in SEED_WORKLOADS]
+
+
+def check_cases():
+    return seed_float64_cases("check", CHECK_IMPLS)
 
 
 # ---------------------------------------------------------------------- hooks
@@ -86,10 +91,7 @@ HOOKS_IMPLS = ("fastnn", "fastnn-callback", "fastnn-print")
 
 
 def hooks_cases():
-    return [Case("hooks", f"hooks:{w}",
-                 [(impl, impl, functools.partial(seed_problem, w, "float64"))
-                  for impl in HOOKS_IMPLS], {"workload": w, "dtype": "float64"})
-            for w in SEED_WORKLOADS]
+    return seed_float64_cases("hooks", HOOKS_IMPLS)
 
 
 # ----------------------------------------------------------------------- grid

@@ -156,6 +156,11 @@ def fmt_vs(r, limit):
     return f"{r:.4g}×" if r is not None and r != limit and shown == fmt_ratio(limit) else shown
 
 
+def named_vs(limit):
+    """How a count_target over (name, ratio) items shows its worst one: fmt_vs (name)."""
+    return lambda p: f"{fmt_vs(p[1], limit)} ({p[0]})"
+
+
 def table(header, rows, align=None):
     align = align or ["l"] + ["r"] * (len(header) - 1)
     sep = ["---:" if a == "r" else "---" for a in align]
@@ -602,7 +607,7 @@ def grid_targets(results):
     s = "grid"
     out = [count_target(s, "no point below 1.0× numpy", "numpy / fastnn ≥ 1 everywhere", speed,
                         lambda p: p[1] >= 1.0, lambda ps: min(ps, key=lambda p: p[1]),
-                        lambda p: f"{fmt_vs(p[1], 1.0)} ({p[0]})")]
+                        named_vs(1.0))]
     med = statistics.median([r for _, r in speed]) if speed else None
     out.append(bound("median numpy / fastnn", s, med, "≥ 3×", True, 3.0))
     blas = [(n, m["fastnn"] / m["gemm-floor"]) for n, i, m in pts
@@ -610,16 +615,16 @@ def grid_targets(results):
     out.append(count_target(s, "every layer ≥ 32k MACs per step: fastnn / gemm-floor",
                             "≤ 1.15×", blas, lambda p: p[1] <= 1.15,
                             lambda ps: max(ps, key=lambda p: p[1]),
-                            lambda p: f"{fmt_vs(p[1], 1.15)} ({p[0]})"))
+                            named_vs(1.15)))
     tiny = [(n, r) for (n, r), (_, i, _) in zip(speed, pts) if i.get("size_class") == "tiny"]
     out.append(count_target(s, "every layer < 4k MACs per step: numpy / fastnn", "≥ 5×", tiny,
                             lambda p: p[1] >= 5.0, lambda ps: min(ps, key=lambda p: p[1]),
-                            lambda p: f"{fmt_vs(p[1], 5.0)} ({p[0]})"))
+                            named_vs(5.0)))
     acts = [(f"{fam} {a}", ratio(t.get(a), t.get("relu"))) for fam, t, _ in act_families(results)
             for a in ("sigmoid", "tanh") if ratio(t.get(a), t.get("relu")) is not None]
     out.append(count_target(s, "tanh and sigmoid time / relu time, same network", "≤ 1.3×", acts,
                             lambda p: p[1] <= 1.3, lambda ps: max(ps, key=lambda p: p[1]),
-                            lambda p: f"{fmt_vs(p[1], 1.3)} ({p[0]})"))
+                            named_vs(1.3)))
     sized = [(n, m["numpy"]) for n, i, m in pts]
     out.append(count_target(s, "numpy row within 20–500 ms (epochs sizing)", "all points", sized,
                             lambda p: NUMPY_RANGE[0] <= p[1] <= NUMPY_RANGE[1],
@@ -760,7 +765,7 @@ def many_targets(results):
         out.append(count_target(s, label, f"≥ {VMAP_GOAL}×",
                                 [v for v in vals if v[1] is not None],
                                 lambda p: p[1] >= VMAP_GOAL, lambda ps: min(ps, key=lambda p: p[1]),
-                                lambda p: f"{fmt_ratio(p[1])} ({p[0]})"))
+                                named_vs(VMAP_GOAL)))
     return out
 
 
@@ -816,8 +821,7 @@ def busy_targets(results):
     def over(key, goal, limit):
         vals = [(lab, r[key]) for lab, r in items if r[key] is not None]
         return count_target("busy", key, goal, vals, lambda p: p[1] <= limit,
-                            lambda ps: max(ps, key=lambda p: p[1]),
-                            lambda p: f"{fmt_ratio(p[1])} ({p[0]})")
+                            lambda ps: max(ps, key=lambda p: p[1]), named_vs(limit))
     return [over("loaded / quiet", "≤ 2×", 2.0),
             over("default / FASTNN_THREADS=1, loaded", "≤ 1.1×", 1.1),
             over("default / FASTNN_THREADS=1, quiet", "≤ 1.1×", 1.1)]
