@@ -13,18 +13,18 @@ import math
 import numpy as np
 
 from . import _driver
-from ._errors import DivergenceError
+from ._errors import INSTALL, DivergenceError
 from ._validate import check_many
 
 RATE = 1e9  # work units per second assumed when cutting tasks (see _driver.work_per_epoch)
 
 
-def check_client(client, callback, task_seconds):
-    """A dask.distributed.Client, no callback, a task size >= 0 (before anything is sent)."""
+def check_client(client, callback):
+    """A dask.distributed.Client and no callback (before anything is sent)."""
     try:
         from distributed import Client
     except ImportError:
-        raise ImportError("client= needs dask.distributed: pip install 'fastnn[dask]'") from None
+        raise ImportError(f"client= needs dask.distributed: {INSTALL['dask']}") from None
     if not isinstance(client, Client):
         raise TypeError(f"client must be a dask.distributed.Client (for an address, pass "
                         f"Client(address)), found {type(client).__name__}")
@@ -32,9 +32,6 @@ def check_client(client, callback, task_seconds):
         raise TypeError("callback is not supported with client=: the networks train on the "
                         "cluster without a round trip per epoch; use progress=True, or train "
                         "without client=")
-    if isinstance(task_seconds, bool) or not isinstance(task_seconds, (int, float)) \
-            or not task_seconds >= 0 or not math.isfinite(task_seconds):
-        raise ValueError(f"task_seconds must be a finite number >= 0, found {task_seconds!r}")
 
 
 def train_on_cluster(client, nets, subsets, optimizer, weights, biases, settings, progress):
@@ -56,7 +53,7 @@ def train_on_cluster(client, nets, subsets, optimizer, weights, biases, settings
                              buffers[g], steps[g], _network_settings(nets[0]), settings,
                              pure=False)  # distinct tasks even when identical
                for g in groups]
-    bar = _driver._Progress(count * settings["epochs"]) if progress else None
+    bar = _driver._Progress.of_networks(count * settings["epochs"]) if progress else None
     try:
         results = _gather(client, futures, groups, settings["epochs"], bar)
     except BaseException:

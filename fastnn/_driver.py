@@ -16,8 +16,8 @@ from numba import config
 
 from ._errors import DivergenceError
 from ._state import Packed, Run, Setup, aligned_empty, layer_table, readonly
-from ._validate import (check_hooks, check_network, check_predict, check_schedule,
-                        check_validation)
+from ._validate import (check_flag, check_hooks, check_network, check_params_finite,
+                        check_predict, check_schedule, check_validation)
 from .kernels import loop as KL
 from .kernels import network as KN
 from .optim import resolve
@@ -33,7 +33,8 @@ class History(NamedTuple):
 
     loss : float64 array, the training loss of every epoch run.
     val_loss : float64 array, the validation loss after every epoch run.
-    best_epoch : int, the epoch (0-based) with the lowest validation loss.
+    best_epoch : int, the epoch (0-based) with the lowest validation loss; -1 when no
+        validation loss was finite.
     stopped_early : bool, True when ``early_stopping`` ran out of patience (on the last
         epoch too).
     """
@@ -68,11 +69,16 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
         one per hidden layer). The output layer is linear; the loss may apply a softmax
         or a sigmoid.
     loss : {"sse", "mse", "softmax_ce", "sigmoid_bce"}, default "sse"
-        On a batch of m rows, z the output layer, the reported loss / the gradient a
-        step follows: "sse" sum (z - y)^2 / 2 (z - y); "mse" sum (z - y)^2 / (m n_L) /
-        (z - y) / m; "softmax_ce" mean over rows of -sum_c y_c log p_c, p = softmax(z) /
-        (p - y) / m; "sigmoid_bce" mean over rows of sum of max(z, 0) - z y +
-        log(1 + exp(-|z|)) / (sigmoid(z) - y) / m.
+        On a batch of m rows with outputs z (n_L per row), the reported loss; then the
+        gradient d loss / dz a step follows:
+
+        * "sse": sum (z - y)^2; then 2 (z - y).
+        * "mse": sum (z - y)^2 / (m n_L); then (z - y) / m, the gradient of
+          sum (z - y)^2 / (2 m), as seed 004's notebook steps.
+        * "softmax_ce": the mean over rows of -sum_c y_c log p_c, p = softmax(z);
+          then (p - y) / m.
+        * "sigmoid_bce": the mean over rows of sum max(z, 0) - z y + log(1 + exp(-|z|));
+          then (sigmoid(z) - y) / m.
     lr : float, optional
         Plain SGD with this learning rate: ``p -= lr * grad``.
     optimizer : fastnn.SGD or fastnn.Adam, optional
@@ -92,7 +98,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     early_stopping : int, optional
         Stop after this many epochs without a lower validation loss, and leave the
         weights and the optimizer's state at the best epoch (bitwise what training
-        that many epochs gives); they also end there when the epochs run out.
+        ``best_epoch + 1`` epochs gives); they also end there when the epochs run out.
     check_finite : bool, default True
         Stop with :class:`fastnn.DivergenceError` when a loss or a parameter becomes
         NaN or Inf; False behaves like the NumPy loop.
@@ -100,7 +106,8 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
         Print ``epoch loss`` every this many epochs, as the seed notebooks do.
     callback : callable(epoch, loss), optional
         Called every ``callback_every`` epochs with the weights and biases up to date;
-        returning False stops training after that epoch.
+        returning False stops training after that epoch. It may change their values:
+        training continues from what it leaves in the arrays.
     callback_every : int, default 1
     progress : bool, default False
         A progress bar (tqdm if installed, else a line on stderr).
@@ -136,6 +143,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     optimizer = resolve(lr, optimizer)
     epochs, batch_size = check_schedule(epochs, batch_size, shuffle, seed)
     check_hooks(print_every, callback, callback_every, progress)
+    check_flag(check_finite, "check_finite")
     net = check_network(x, y, weights, biases, activation, loss)
     validation, patience = check_validation(validation, early_stopping, net, loss)
     setup = Setup(batch_size=batch_size, in_order=not shuffle, validation=validation,
@@ -210,6 +218,8 @@ def fit(run, epochs, orders, hooks):
             rate = min(8 * rate, len(losses) * per_epoch / max(elapsed, 1e-6))
             if hooks.after_chunk(losses, done) or run.track[KN.STOPPED]:
                 break
+            if hooks.calls_back(done):
+                run.reload()  # the callback may have changed the user's arrays
     except KeyboardInterrupt as exc:
         settle(run)
         if hasattr(orders, "keep"):
@@ -223,10 +233,11 @@ def fit(run, epochs, orders, hooks):
     return _joined(parts), _joined(val_parts)
 
 
-def check_start(run):
+def check_start(run, hint=" (or pass check_finite=False)", names=("weights", "biases")):
+    """With check_finite, every parameter must be finite before training."""
     if run.check == KN.CHECK_LOSS and not np.isfinite(run.params).all():
-        raise ValueError("weights and biases must be finite before training "
-                         "(or pass check_finite=False)")
+        check_params_finite(run.net.weights, run.net.biases, hint, names=names)
+
 
 
 def advance(run, count, orders):
@@ -357,9 +368,10 @@ class _OneBlasThread:
 class Hooks:
     """print_every, callback and the progress bar, run between compiled chunks."""
 
-    def __init__(self, epochs, print_every, callback, callback_every, progress):
+    def __init__(self, epochs, print_every, callback, callback_every, progress, many=False):
         self.print_every, self.callback, self.every = print_every, callback, callback_every
-        self.bar = _Progress(epochs) if progress else None
+        self.bar = (None if not progress else _Progress.of_networks(epochs) if many
+                    else _Progress(epochs))
         self.bar_done = 0
 
     def chunk_epochs(self, done, epochs, affordable):
@@ -369,6 +381,10 @@ class Hooks:
             count = min(count, self.every - done % self.every)
         return count
 
+    def calls_back(self, end):
+        """True when the callback runs after the epochs up to ``end``."""
+        return self.callback is not None and end % self.every == 0
+
     def after_chunk(self, losses, end):
         """Print and call back for the epochs just finished; True means stop."""
         start = end - len(losses)
@@ -377,7 +393,7 @@ class Hooks:
                 print(epoch, losses[epoch - start])
         if self.bar is not None:
             self.bar.update(end, losses[-1])
-        if self.callback is not None and end % self.every == 0:
+        if self.calls_back(end):
             answer = self.callback(end - 1, float(losses[-1]))
             return answer is False or (isinstance(answer, np.bool_) and not answer)
         return False
@@ -388,7 +404,7 @@ class Hooks:
         self.bar_done += losses.shape[1] * active
         if self.bar is not None:
             self.bar.update(self.bar_done, finite_mean(losses[:, -1]))
-        if self.callback is not None and end % self.every == 0:
+        if self.calls_back(end):
             answer = self.callback(end - 1, losses[:, -1].copy())
             return answer is False or (isinstance(answer, np.bool_) and not answer)
         return False
@@ -407,23 +423,29 @@ def finite_mean(values):
 class _Progress:
     """tqdm if installed, else one updating line on stderr."""
 
-    def __init__(self, total):
-        self.total = total
+    def __init__(self, total, unit="epoch", label="loss"):
+        self.total, self.unit, self.label = total, unit, label
         try:
             from tqdm.auto import tqdm
         except ImportError:
             self.bar = None
             self.start = time.perf_counter()
         else:
-            self.bar = tqdm(total=total, unit="epoch")
+            self.bar = tqdm(total=total, unit=unit)
+
+    @classmethod
+    def of_networks(cls, total):
+        """train_many's bar: epochs summed over the networks, their mean loss."""
+        return cls(total, unit="network-epoch", label="mean loss")
 
     def update(self, done, loss):
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
+            self.bar.set_postfix({self.label: f"{loss:.6g}"}, refresh=False)
         else:
             elapsed = time.perf_counter() - self.start
-            sys.stderr.write(f"\repoch {done}/{self.total}  loss {loss:.6g}  {elapsed:.1f}s")
+            sys.stderr.write(f"\r{self.unit} {done}/{self.total}  {self.label} {loss:.6g}"
+                             f"  {elapsed:.1f}s")
             sys.stderr.flush()
 
     def close(self):

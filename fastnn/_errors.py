@@ -1,4 +1,9 @@
-"""Exceptions raised by fastnn."""
+"""Exceptions raised by fastnn, and what to install where an optional extra is missing."""
+
+# Each extra's plain requirement: "fastnn" on the package index is another project
+# (from fastnn's source tree, pip install ".[plot]" etc. installs the same).
+INSTALL = {"plot": "pip install matplotlib", "sklearn": "pip install scikit-learn",
+           "dask": 'pip install "dask[distributed]"'}
 
 
 class DivergenceError(ArithmeticError):

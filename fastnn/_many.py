@@ -18,7 +18,8 @@ from numba import config
 from . import _driver
 from ._errors import DivergenceError
 from ._state import Run, Setup
-from ._validate import check_hooks, check_many, check_schedule
+from ._validate import (check_flag, check_hooks, check_many, check_params_finite, check_schedule,
+                        check_task_seconds)
 from .optim import resolve
 
 ON_DIVERGENCE = ("raise", "freeze")
@@ -38,7 +39,9 @@ def train_many(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=
     Parameters
     ----------
     x : array_like (N, n_0), or (K, N, n_0) for data per network
-    y : array_like (N, n_L) or (N,), or (K, N, n_L) / (K, N) per network
+    y : array_like (N, n_L) or (N,), or (K, N, n_L) per network
+        A 2-D y is shared when x is, and one row per network (labels, or one output)
+        when x is per network.
     weights : list of ndarray (K, n_i, n_{i+1})
         Network k's weights are ``weights[i][k]``; updated in place.
     biases : list of ndarray (K, n_{i+1}) or (K, 1, n_{i+1}), optional
@@ -64,7 +67,8 @@ def train_many(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=
         the history after it) and the others train on.
     callback : callable(epoch, losses), optional
         losses: the (K,) losses of that epoch (NaN for frozen networks). Returning
-        False stops every network. Not with ``client``.
+        False stops every network; changed arrays are trained on from what they hold
+        (frozen networks stay as they are). Not with ``client``.
     callback_every : int, default 1
     progress : bool, default False
         A bar over networks x epochs.
@@ -88,17 +92,19 @@ def train_many(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=
     ...                            on_divergence="freeze")
     >>> best = np.nanargmin(losses[:, -1])
     """
-    count = weights[0].shape[0] if isinstance(weights, (list, tuple)) and weights and \
-        isinstance(weights[0], np.ndarray) and weights[0].ndim == 3 else None
-    optimizer = resolve(lr, optimizer, networks=count)
+    nets, subsets = check_many(x, y, weights, biases, activation, loss, rows)
+    optimizer = resolve(lr, optimizer, networks=len(nets))
     epochs, batch_size = check_schedule(epochs, batch_size, shuffle, seed)
     check_hooks(None, callback, callback_every, progress)
+    check_flag(check_finite, "check_finite")
     if on_divergence not in ON_DIVERGENCE:
         raise ValueError(f"on_divergence must be one of {ON_DIVERGENCE}, found {on_divergence!r}")
+    check_task_seconds(task_seconds)
     if client is not None:
         from ._cluster import check_client
-        check_client(client, callback, task_seconds)
-    nets, subsets = check_many(x, y, weights, biases, activation, loss, rows)
+        check_client(client, callback)
+    if check_finite:  # before the optimizer is bound to the arrays, or anything is sent
+        check_params_finite(weights, biases, stacked=True)
     if client is not None:
         from ._cluster import train_on_cluster
         return train_on_cluster(client, nets, subsets, optimizer, weights, biases, dict(
@@ -108,7 +114,8 @@ def train_many(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=
     runs = build_runs(nets, subsets, optimizer, weights, biases, batch_size, shuffle,
                       check_finite)
     orders = network_orders(seed, len(runs)) if shuffle else [None] * len(runs)
-    hooks = _driver.Hooks(epochs * len(runs), None, callback, callback_every, progress)
+    hooks = _driver.Hooks(epochs * len(runs), None, callback, callback_every, progress,
+                          many=True)
     return fit_many(runs, epochs, orders, hooks, on_divergence, threads())
 
 
@@ -157,8 +164,6 @@ def threads():
 def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
     """Train every run for up to ``epochs`` epochs in rounds; returns the (K, epochs run)
     losses, NaN after a frozen network's last finite epoch."""
-    for run in runs:
-        _driver.check_start(run)
     count = len(runs)
     history = [[] for _ in runs]
     active, diverged = list(range(count)), {}
@@ -190,6 +195,9 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
             rate = min(8 * rate, chunk * per_epoch / max(elapsed, 1e-6))
             if hooks.after_chunk_many(this_round, done, len(active)):
                 return _padded(history, done)
+            if hooks.calls_back(done):
+                for k in active:
+                    runs[k].reload()  # the callback may have changed the user's arrays
     except KeyboardInterrupt as exc:
         pool.shutdown(wait=True, cancel_futures=True)  # chunks already running finish
         for k, future in pending.items():  # and were stored: their losses join the history
@@ -220,7 +228,7 @@ def predict_many(x, weights, biases=None, *, activation="relu", output="identity
     x is shared (N, n_0) or one per network (K, N, n_0); weights, biases, activation
     and output as in :func:`fastnn.train_many` and :func:`fastnn.predict`.
     """
-    nets, _ = check_many(x, None, weights, biases, activation, "sse", update=False)
+    nets, _ = check_many(x, None, weights, biases, activation, "sse", update=False, targets=False)
     return np.stack([_driver.predict(net.x, net.weights, [b for b in net.biases]
                                      if biases is not None else None, activation=activation,
                                      output=output) for net in nets])

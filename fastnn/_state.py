@@ -95,9 +95,9 @@ class Packed:
                 self.views.append((b, self.params[off:off + b.size].reshape(b.shape)))
         self.load()
 
-    def load(self):
-        """user arrays -> flat buffer"""
-        for user, flat in self.views:
+    def load(self, first=0):
+        """user arrays -> flat buffer (from the first-th array on)"""
+        for user, flat in self.views[first:]:
             flat[...] = user  # not np.copyto: its dispatch costs more than these copies
 
     def store(self):
@@ -218,6 +218,17 @@ class Run:
             self.state[...] = state
         if carried is not None:
             self.work[a:b] = carried
+
+    def reload(self):
+        """The user's arrays into the flat buffer, after a callback that may have changed
+        them; on the Gram path a changed first layer restarts its carried products."""
+        first = 0
+        if self.path[1] is not None:  # comparing the large first layer costs less than a restart
+            if np.array_equal(*self.packed.views[0]):
+                first = 1
+            else:
+                self.track[KN.LOADED] = 0.0
+        self.packed.load(first)
 
     def call(self, losses, vlosses, orders, check):
         """One compiled call over len(losses) epochs; returns its status."""

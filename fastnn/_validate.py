@@ -37,9 +37,9 @@ def _array_kind(a):
 
 
 def _param(arr, name, dtype, update):
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), "
-                        f"found {type(arr).__name__}")
+    if not isinstance(arr, np.ndarray) or isinstance(arr, np.ma.MaskedArray):
+        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place; a masked "
+                        f"array's mask would be ignored), found {type(arr).__name__}")
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, found {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
@@ -48,6 +48,29 @@ def _param(arr, name, dtype, update):
     if update and not arr.flags.writeable:
         raise ValueError(f"{name} is read-only, but fastnn updates it in place; "
                          f"pass a writeable array (for example {name.split('[')[0]}[i].copy())")
+    if update and _overlaps_itself(arr):
+        raise ValueError(f"{name} has elements that share memory (strides {arr.strides} for "
+                         f"shape {arr.shape}), so its entries cannot be trained apart; "
+                         f"pass a copy")
+
+
+def _overlaps_itself(a):
+    """True when two elements of a share memory (zero or overlapping strides)."""
+    if a.flags.c_contiguous or a.flags.f_contiguous:  # the usual case, at once
+        return False
+    extent = a.itemsize  # bytes spanned by the axes taken so far, smallest stride first
+    for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1):
+        if stride < extent:
+            break
+        extent += stride * (n - 1)
+    else:
+        return False
+    if a.size == 0:
+        return False
+    offsets = np.zeros(1, np.int64)  # exact: every element's byte offset, for rare layouts
+    for stride, n in zip(a.strides, a.shape):
+        offsets = (offsets[:, None] + stride * np.arange(n, dtype=np.int64)).ravel()
+    return bool((np.diff(np.sort(offsets)) < a.itemsize).any())
 
 
 def _data(arr, name, ndims=(2,)):
@@ -128,28 +151,35 @@ def _activation_codes(activation, n_hidden):
     return [ACTIVATIONS[n] for n in names] + [ACTIVATIONS["identity"]]
 
 
+def _share(a, b):
+    """True when a and b may share memory (an undecidable case counts as shared)."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=10**6))
+    except np.exceptions.TooHardError:
+        return True
+
+
 def _check_no_overlap(arrays):
     for i, (name_a, a) in enumerate(arrays):
         for name_b, b in arrays[:i]:
             if a is b:
                 raise ValueError(f"{name_a} and {name_b} are the same array; "
                                  f"each parameter needs its own array")
-            if np.may_share_memory(a, b):
-                try:
-                    overlap = np.shares_memory(a, b, max_work=10**6)
-                except np.exceptions.TooHardError:
-                    overlap = True
-                if overlap:
-                    raise ValueError(f"{name_a} and {name_b} share memory; "
-                                     f"each parameter needs its own array")
+            if _share(a, b):
+                raise ValueError(f"{name_a} and {name_b} share memory; "
+                                 f"each parameter needs its own array")
 
 
-def check_network(x, y, weights, biases, activation, loss, update=True):
+def check_network(x, y, weights, biases, activation, loss, update=True, targets=True):
     """Validate a network and its data; returns a :class:`Network`.
 
-    ``y=None`` and ``update=False`` serve ``predict``, which reads the
-    parameters only (read-only arrays are fine there).
+    ``targets=False`` (y is None) and ``update=False`` serve ``predict``, which reads
+    the parameters only (read-only arrays are fine there).
     """
+    if targets and y is None:
+        raise TypeError("y must be an array of targets, (N, n_L) or (N,), found None")
     if not isinstance(loss, str):
         raise TypeError(f"loss must be a name, found {type(loss).__name__}")
     if loss not in LOSSES:
@@ -204,15 +234,10 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
                              f"found {ya.shape[0]} rows")
         data.append(("y", ya))
 
-    params = [(f"weights[{i}]", w) for i, w in enumerate(weights)]
-    params += [(f"biases[{i}]", b) for i, b in enumerate(biases) if b is not None]
     if update:
+        params = named_params(weights, biases)
         _check_no_overlap(params)
-        for name, p in params:
-            for data_name, d in data:
-                if np.may_share_memory(p, d) and np.shares_memory(p, d, max_work=10**6):
-                    raise ValueError(f"{name} shares memory with {data_name}; "
-                                     f"training would change the data")
+        check_apart(params, data)
 
     codes = _activation_codes(activation, len(weights) - 1)
     cast = [_finite_cast(d, name, dtype) for name, d in data]
@@ -223,12 +248,59 @@ def check_network(x, y, weights, biases, activation, loss, update=True):
                    loss=LOSSES[loss])
 
 
+def named_params(weights, biases, names=("weights", "biases")):
+    """[(name, array)] of the weights and the biases given."""
+    return ([(f"{names[0]}[{i}]", w) for i, w in enumerate(weights)]
+            + [(f"{names[1]}[{i}]", b) for i, b in enumerate(biases or []) if b is not None])
+
+
+def check_params_finite(weights, biases, hint=" (or pass check_finite=False)", stacked=False,
+                        names=("weights", "biases")):
+    """A ValueError naming the first non-finite parameter (and network, when stacked)."""
+    for name, p in named_params(weights, biases, names):
+        if not np.isfinite(p).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(p))[0])
+            where, index = (f"network {bad[0]}: ", bad[1:]) if stacked else ("", bad)
+            raise ValueError(f"{where}{name} must be finite before training, found "
+                             f"{p[bad]} at index {index}{hint}")
+
+
+def check_task_seconds(value):
+    """train_many's task size for a cluster: a finite number of seconds >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"task_seconds must be a number of seconds >= 0, found "
+                        f"{type(value).__name__}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"task_seconds must be a finite number >= 0, found {value!r}")
+
+
+def check_flag(value, name):
+    """A bool argument: True or False (NumPy's too), nothing that merely converts to one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, found {type(value).__name__}")
+
+
+def check_apart(params, data):
+    """No parameter may share memory with data the kernels read while it trains."""
+    for name, p in params:
+        for data_name, d in data:
+            if _share(p, d):
+                raise ValueError(f"{name} shares memory with {data_name}; "
+                                 f"training would change the data")
+
+
 def _finite_cast(d, name, dtype):
     """d as a C-contiguous array of dtype, after checking every value is finite."""
-    d = np.ascontiguousarray(d, dtype=dtype)
+    given = d
+    with np.errstate(over="ignore"):  # a value beyond float32's range is reported below
+        d = np.ascontiguousarray(d, dtype=dtype)
     # min and max see any NaN or Inf without an N-sized temporary
     if d.size and not (np.isfinite(d.min()) and np.isfinite(d.max())):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(d))[0])
+        if np.isfinite(given[bad]):
+            raise ValueError(f"{name} must be finite in the network's dtype {np.dtype(dtype)}, "
+                             f"found {given[bad]} at index {bad}, beyond its largest value "
+                             f"{float(np.finfo(dtype).max):.4g}")
         raise ValueError(f"{name} must be finite, found {d[bad]} at index {bad}")
     return d
 
@@ -258,6 +330,8 @@ def check_validation(validation, early_stopping, net, loss_name):
         raise ValueError(f"validation[1] (y_val) must have one row per row of x_val "
                          f"({xv.shape[0]}), found {yv.shape[0]} rows")
     given = yv.dtype
+    check_apart(named_params(net.weights, net.biases), [("validation[0] (x_val)", xv),
+                                                        ("validation[1] (y_val)", yv)])
     xv = _finite_cast(xv, "validation[0] (x_val)", net.dtype)
     yv = _finite_cast(yv, "validation[1] (y_val)", net.dtype)
     _check_target_values(yv, "validation[1] (y_val)", loss_name, net.dtype, given)
@@ -279,8 +353,7 @@ def check_hooks(print_every, callback, callback_every, progress):
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(epoch, loss), "
                         f"found {type(callback).__name__}")
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False, found {type(progress).__name__}")
+    check_flag(progress, "progress")
 
 
 def check_schedule(epochs, batch_size, shuffle, seed):
@@ -288,8 +361,7 @@ def check_schedule(epochs, batch_size, shuffle, seed):
     epochs = _count(epochs, "epochs")
     if batch_size is not None:
         batch_size = _count(batch_size, "batch_size")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, found {type(shuffle).__name__}")
+    check_flag(shuffle, "shuffle")
     if seed is not None and (isinstance(seed, bool) or not isinstance(
             seed, (numbers.Integral, np.random.SeedSequence, np.random.Generator))):
         raise TypeError(f"seed must be None, an int, a SeedSequence or a Generator, "
@@ -315,12 +387,14 @@ def check_predict(x, weights, biases, activation, output="identity"):
     network and the output code."""
     if not isinstance(output, str) or output not in OUTPUTS:
         raise ValueError(f"output must be one of {_names(OUTPUTS)}, found {output!r}")
-    return check_network(x, None, weights, biases, activation, "sse", update=False), OUTPUTS[output]
+    return (check_network(x, None, weights, biases, activation, "sse", update=False,
+                          targets=False), OUTPUTS[output])
 
 
-def check_many(x, y, weights, biases, activation, loss, rows=None, update=True):
+def check_many(x, y, weights, biases, activation, loss, rows=None, update=True, targets=True):
     """Validate train_many's stacked networks; returns the list of per-network
-    :class:`Network` (views into the caller's arrays, data cast once) and the rows."""
+    :class:`Network` (views into the caller's arrays, data cast once) and the rows.
+    ``targets=False`` (y is None) and ``update=False`` serve ``predict_many``."""
     if not isinstance(weights, (list, tuple)) or not weights:
         raise TypeError(f"weights must be a non-empty list or tuple of 3-D arrays (networks, "
                         f"n_in, n_out), found {_array_kind(weights)}")
@@ -330,7 +404,10 @@ def check_many(x, y, weights, biases, activation, loss, rows=None, update=True):
             raise ValueError(f"weights[{i}] must be a 3-D array (networks, n_in, n_out) for "
                              f"train_many, found {_array_kind(w)}")
         count = w.shape[0] if count is None else count
-        if w.shape[0] != count or count == 0:
+        if count == 0:
+            raise ValueError(f"weights[{i}] must hold at least one network (its first axis), "
+                             f"found shape {w.shape}")
+        if w.shape[0] != count:
             raise ValueError(f"weights[{i}] must hold {count} networks (its first axis), found "
                              f"shape {w.shape}")
     if biases is not None:
@@ -341,11 +418,23 @@ def check_many(x, y, weights, biases, activation, loss, rows=None, update=True):
             if not isinstance(b, np.ndarray) or b.ndim not in (2, 3) or b.shape[0] != count:
                 raise ValueError(f"biases[{i}] must be an array ({count}, n) or ({count}, 1, n) "
                                  f"for train_many, found {_array_kind(b)}")
+    if targets and y is None:
+        raise TypeError("y must be an array of targets, (N, n_L), (N,) or one per network, "
+                        "found None")
     xa, per_x = _stacked(x, "x", count, 2)
     ya, per_y = (None, False) if y is None else _stacked(y, "y", count, 1 if per_x else None)
     first = check_network(xa[0] if per_x else xa, None if y is None else ya[0] if per_y else ya,
                           [w[0] for w in weights], None if biases is None else [b[0] for b in biases],
-                          activation, loss, update)
+                          activation, loss, update, targets)
+    if update:  # network 0's arrays are checked; now every network's, all K at once
+        params = named_params(weights, biases)
+        for name, p in params:
+            if _overlaps_itself(p):
+                raise ValueError(f"{name} has elements that share memory (strides {p.strides} "
+                                 f"for shape {p.shape}): networks or entries would train "
+                                 f"into one another; pass a copy")
+        _check_no_overlap(params)
+        check_apart(params, [("x", xa)] + ([] if y is None else [("y", ya)]))
     data_x = _finite_cast(xa, "x", first.dtype) if per_x else first.x
     data_y = None
     if y is not None:

@@ -29,10 +29,10 @@ import time
 
 import numpy as np
 
+from ._errors import INSTALL
 from ._workloads import NAMES, WORKLOADS
 
-PLOT_INSTALL = 'pip install "fastnn[plot]"'   # the optional extra; or: pip install matplotlib
-DASK_INSTALL = 'pip install "fastnn[dask]"'   # or: pip install "dask[distributed]"
+PLOT_INSTALL, DASK_INSTALL, SKLEARN_INSTALL = INSTALL["plot"], INSTALL["dask"], INSTALL["sklearn"]
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 TIME_BUDGET = 0.5    # seconds: a side that trains faster than this is re-run ...
 MAX_RUNS = 5         # ... up to this many times, and its best time is reported
@@ -40,8 +40,8 @@ NOTICE_AFTER = 1.0   # seconds of warm-up before saying that kernels are being c
 DIGITS = "digits"    # the demo's classification workload, against scikit-learn
 DIGITS_SHAPE = "1797x64->64->10"
 DIGITS_EPOCHS = 30
-SKLEARN_INSTALL = 'pip install "fastnn[sklearn]"'
 SWEEP_COUNT = 16     # learning rates in a sweep, by default ...
+SWEEP_MAX = 4096     # at most (a line each; for more, call fastnn.train_many)
 SWEEP_SPAN = 100.0   # ... from the workload's lr / SWEEP_SPAN to lr * SWEEP_SPAN
 CONNECT_TIMEOUT = 10.0  # seconds to reach a Dask scheduler (--timeout)
 
@@ -53,6 +53,14 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    return value
+
+
+def _sweep_count(text):
+    value = _positive_int(text)
+    if value > SWEEP_MAX:
+        raise argparse.ArgumentTypeError(f"expected at most {SWEEP_MAX} learning rates (for more "
+                                         f"networks, call fastnn.train_many), found {text!r}")
     return value
 
 
@@ -140,8 +148,9 @@ def build_parser():
                             f"{SWEEP_SPAN:g})")
     sweep.add_argument("--lr-max", type=_positive_float, metavar="LR",
                        help=f"the largest learning rate (default: the workload's * {SWEEP_SPAN:g})")
-    sweep.add_argument("--count", type=_positive_int, default=SWEEP_COUNT, metavar="K",
-                       help=f"the number of learning rates, log-spaced (default {SWEEP_COUNT})")
+    sweep.add_argument("--count", type=_sweep_count, default=SWEEP_COUNT, metavar="K",
+                       help=f"the number of learning rates, log-spaced (default {SWEEP_COUNT}, "
+                            f"at most {SWEEP_MAX})")
     sweep.add_argument("--epochs", type=_positive_int, metavar="N",
                        help="train for N epochs instead of the workload's own count")
     sweep.add_argument("--dtype", choices=("float32", "float64"), default="float64",
@@ -204,8 +213,7 @@ def _demo(args):
             import matplotlib  # noqa: F401
         except ImportError:
             print(f"fastnn demo: error: --plot needs matplotlib, which is not installed; "
-                  f"install it with: {PLOT_INSTALL}  (or: pip install matplotlib)",
-                  file=sys.stderr)
+                  f"install it with: {PLOT_INSTALL}", file=sys.stderr)
             return 1
     if DIGITS in names and not _have_sklearn():
         print(f"fastnn demo: {DIGITS} skipped: it compares with scikit-learn, which is not "
@@ -543,8 +551,7 @@ def _sweep(args, rates):
             import matplotlib  # noqa: F401
         except ImportError:
             print(f"{command}: error: --plot needs matplotlib, which is not installed; "
-                  f"install it with: {PLOT_INSTALL}  (or: pip install matplotlib)",
-                  file=sys.stderr)
+                  f"install it with: {PLOT_INSTALL}", file=sys.stderr)
             return 1
     client = None
     if args.client:

@@ -17,6 +17,8 @@ from .kernels import optim as KO
 
 def _setting(value, name, low=None, high=None, low_open=False, high_open=False):
     """A real setting, or for fastnn.train_many a 1-D sequence of one per network."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:  # as the number it holds
+        value = value.item()
     if isinstance(value, (list, tuple, np.ndarray)):
         values = np.asarray(value)
         if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iuf":
@@ -48,6 +50,36 @@ def _real(value, name, low=None, high=None, low_open=False, high_open=False):
         rule = " and ".join(p for p in (lo, hi) if p)
         raise ValueError(f"{name} must be finite{' and ' + rule if rule else ''}, found {value!r}")
     return value
+
+
+class _Checked:
+    """A setting checked whenever it is set, as the constructor checks it (an optimizer's
+    settings may change between train calls, for a schedule)."""
+
+    def __init__(self, low=None, high=None, low_open=False, high_open=False):
+        self.bounds = (low, high, low_open, high_open)
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__[self.name]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = _setting(value, self.name, *self.bounds)
+
+
+class _Betas:
+    """Adam's pair of moment decay rates, each in [0, 1), checked whenever set."""
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__["betas"]
+
+    def __set__(self, obj, betas):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of floats, found {betas!r}")
+        obj.__dict__["betas"] = tuple(_setting(b, f"betas[{i}]", 0.0, 1.0, high_open=True)
+                                      for i, b in enumerate(betas))
 
 
 class Optimizer:
@@ -189,16 +221,17 @@ class SGD(Optimizer):
     """
 
     _numbers = ("lr", "momentum", "weight_decay")
+    lr, momentum, weight_decay = _Checked(0.0, low_open=True), _Checked(0.0), _Checked(0.0)
 
     def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        self.lr = _setting(lr, "lr", 0.0, low_open=True)
-        self.momentum = _setting(momentum, "momentum", 0.0)
+        self.lr = lr
+        self.momentum = momentum
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False, found {type(nesterov).__name__}")
         if nesterov and np.any(np.asarray(self.momentum) == 0.0):
             raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
         self.nesterov = bool(nesterov)
-        self.weight_decay = _setting(weight_decay, "weight_decay", 0.0)
+        self.weight_decay = weight_decay
         super().__init__()
 
     @property
@@ -239,15 +272,14 @@ class Adam(Optimizer):
 
     rule = KO.ADAM
     _numbers = ("lr", "eps", "weight_decay")  # and betas
+    lr, eps, weight_decay = _Checked(0.0, low_open=True), _Checked(0.0, low_open=True), _Checked(0.0)
+    betas = _Betas()
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        self.lr = _setting(lr, "lr", 0.0, low_open=True)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair of floats, found {betas!r}")
-        self.betas = (_setting(betas[0], "betas[0]", 0.0, 1.0, high_open=True),
-                      _setting(betas[1], "betas[1]", 0.0, 1.0, high_open=True))
-        self.eps = _setting(eps, "eps", 0.0, low_open=True)
-        self.weight_decay = _setting(weight_decay, "weight_decay", 0.0)
+        self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.weight_decay = weight_decay
         super().__init__()
 
     def hyper(self):

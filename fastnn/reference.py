@@ -10,16 +10,27 @@ rounding).
 import numpy as np
 
 from ._errors import DivergenceError
-from ._validate import (check_network, check_predict, check_schedule, check_validation)
+from ._validate import (check_flag, check_network, check_params_finite, check_predict,
+                        check_schedule, check_validation)
+from .kernels import ACTIVATIONS, LOSSES
 from .kernels import optim as KO
 from .optim import resolve
 
 _NAMES = {0: "identity", 1: "relu", 2: "sigmoid", 3: "tanh"}
 _LOSS_NAMES = {0: "sse", 1: "mse", 2: "softmax_ce", 3: "sigmoid_bce"}
+_RULES = (KO.SGD, KO.ADAM, KO.SK_SGD, KO.SK_ADAM)
+
+
+def _known(value, choices, name):
+    # a name (or rule code) this module computes; anything else would fall through silently
+    if isinstance(value, (bool, np.bool_)) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                         f"found {value!r}")
 
 
 def activation_forward(z, activation):
     """act(z), elementwise."""
+    _known(activation, tuple(ACTIVATIONS), "activation")
     if activation == "relu":
         return np.maximum(z, 0)
     if activation == "sigmoid":
@@ -32,6 +43,7 @@ def activation_forward(z, activation):
 
 def activation_backward(d, a, activation):
     """d * act'(z), with the derivative written from the output a = act(z)."""
+    _known(activation, tuple(ACTIVATIONS), "activation")
     if activation == "relu":
         return np.where(a > 0, d, 0)  # as the seeds' grad_h[z < 0] = 0: no inf * 0
     if activation == "sigmoid":
@@ -77,6 +89,7 @@ def loss_forward_backward(z, y, loss):
     sigmoid_bce: mean over rows of the sum over outputs of max(z, 0) - z y + log(1 + exp(-|z|)),
                  gradient (sigmoid(z) - y) / m
     """
+    _known(loss, tuple(LOSSES), "loss")
     m = z.shape[0]
     if loss == "softmax_ce":
         shifted = z.astype(np.float64) - z.max(axis=1, keepdims=True)
@@ -98,6 +111,7 @@ def loss_forward_backward(z, y, loss):
 def optimizer_update(p, g, buf, sq, rule, hyper, nesterov, t, decay):
     """One update of the parameter array p (in place) from its gradient g, with its state
     arrays buf and sq; hyper as ``fastnn.kernels.optim`` (LR .. EPS); t is the step, from 1."""
+    _known(rule, _RULES, "rule")
     f = p.dtype.type
     lr, mu, b1, b2, eps = (f(hyper[KO.LR]), f(hyper[KO.MOMENTUM]), f(hyper[KO.BETA1]),
                            f(hyper[KO.BETA2]), f(hyper[KO.EPS]))
@@ -221,9 +235,9 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     net = check_network(x, y, weights, biases, activation, loss)
     val, patience = check_validation(validation, early_stopping, net, loss)
     params = [p for p in net.weights + net.biases if p is not None]
-    if check_finite and not all(np.isfinite(p).all() for p in params):
-        raise ValueError("weights and biases must be finite before training "
-                         "(or pass check_finite=False)")
+    check_flag(check_finite, "check_finite")
+    if check_finite:
+        check_params_finite(net.weights, net.biases)
     opt = _Optimizer(optimizer, params, len(net.weights))
     acts = [_NAMES[c] for c in net.activations]
     n = net.x.shape[0]

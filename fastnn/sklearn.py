@@ -45,11 +45,13 @@ from itertools import pairwise
 
 import numpy as np
 
+from ._errors import INSTALL, DivergenceError
+
 try:
     import sklearn  # noqa: F401  (here to name the missing extra)
 except ImportError as _exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError('fastnn.sklearn needs scikit-learn, an optional extra of fastnn: '
-                      'pip install "fastnn[sklearn]"', name="sklearn") from _exc
+    raise ImportError(f"fastnn.sklearn needs scikit-learn, an optional extra of fastnn: "
+                      f"{INSTALL['sklearn']}", name="sklearn") from _exc
 
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
@@ -71,10 +73,9 @@ except ImportError:  # scikit-learn < 1.6
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-from ._driver import Hooks
+from ._driver import Hooks, check_start
 from ._driver import fit as _fit_epochs
 from ._driver import predict as _fastnn_predict
-from ._errors import DivergenceError
 from ._state import Run, Setup
 from ._validate import check_network
 from .kernels import network as _KN
@@ -180,6 +181,9 @@ class _BaseMLP(BaseEstimator):
         hidden = self.hidden_layer_sizes
         if not hasattr(hidden, "__iter__"):
             hidden = [hidden]
+        elif not isinstance(hidden, (list, tuple, np.ndarray)):  # array-like, not an iterator
+            raise TypeError(f"The 'hidden_layer_sizes' parameter of {name} must be an int or "
+                            f"a sequence of ints, found {type(hidden).__name__}")
         hidden = list(hidden)
         if not all(isinstance(h, numbers.Integral) and not _is_bool(h) for h in hidden):
             raise TypeError(f"The 'hidden_layer_sizes' parameter of {name} must be an int or "
@@ -202,9 +206,9 @@ class _BaseMLP(BaseEstimator):
         if not first_pass:
             shapes = [w.shape for w in self.coefs_]
             if shapes != list(pairwise(layer_units)):
-                raise ValueError(f"{type(self).__name__} was fitted with layers "
-                                 f"{[s[0] for s in shapes] + [shapes[-1][1]]}, but this call "
-                                 f"needs {layer_units}; set warm_start=False to start anew")
+                raise ValueError(f"{type(self).__name__} holds coefs_ of shapes {shapes}, but "
+                                 f"this call needs {list(pairwise(layer_units))} (layers "
+                                 f"{layer_units}); set warm_start=False to start anew")
         self.n_outputs_ = y.shape[1]
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -311,6 +315,7 @@ class _BaseMLP(BaseEstimator):
         setup = Setup(batch_size=batch_size, in_order=not self.shuffle,
                       reduce=_KN.REDUCE_ROWS, loss_scale=scale, l2_report=0.5 * float(self.alpha))
         run = Run(net, self._optimizer, setup)
+        check_start(run, "", ("coefs_", "intercepts_"))  # as fit would, in this API's names
         orders = self._orders(n_samples) if self.shuffle else None
         epochs = 1 if incremental else int(self.max_iter)
         self.n_iter_ = 0

@@ -10,6 +10,7 @@ after it.
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import as_strided
 
 import fastnn
 from fastnn import reference
@@ -96,6 +97,32 @@ def weight_view_of_x(c):
     c["keep"].append(big)
 
 
+def self_overlapping(strides, length):
+    """A writeable (3, 4) weight whose elements share memory, over ``length`` values."""
+    def edit(c):
+        base = np.random.default_rng(5).standard_normal(length)
+        c["weights"][0] = as_strided(base, (3, 4), strides)
+        c["keep"].append(base)
+    return edit
+
+
+def zero_stride_bias(c):
+    base = np.zeros(1)
+    c["biases"][0] = as_strided(base, (4,), (0,))
+    c["keep"].append(base)
+
+
+def validation_view_of_weight(c):
+    c["kw"]["validation"] = (c["weights"][0][:, :3], np.zeros((3, 2)))
+
+
+def float32_net_x_beyond_range(c):
+    c["weights"] = [w.astype(np.float32) for w in c["weights"]]
+    c["biases"] = [b.astype(np.float32) for b in c["biases"]]
+    c["x"] = c["x"].copy()
+    c["x"][0, 0] = 1e200
+
+
 def weight_view_of_y(c):
     big = np.random.default_rng(3).standard_normal((6, 6))
     c["y"] = big[:, :2]
@@ -168,6 +195,16 @@ CASES = [
     ("bias-in-weight", bias_view_of_weight, ValueError, r"^biases\[0\] and weights\[1\] share memory", False),
     ("weight-in-x", weight_view_of_x, ValueError, r"^weights\[0\] shares memory with x", False),
     ("weight-in-y", weight_view_of_y, ValueError, r"^weights\[1\] shares memory with y", False),
+    ("weight-rows-one-memory", self_overlapping((0, 8), 4), ValueError,
+     r"^weights\[0\] has elements that share memory \(strides \(0, 8\)", False),
+    ("weight-rows-overlap", self_overlapping((16, 8), 8), ValueError,
+     r"^weights\[0\] has elements that share memory \(strides \(16, 8\)", False),
+    ("bias-one-value", zero_stride_bias, ValueError,
+     r"^biases\[0\] has elements that share memory", False),
+    ("validation-in-weight", validation_view_of_weight, ValueError,
+     r"^weights\[0\] shares memory with validation\[0\] \(x_val\)", False),
+    ("weight-masked", setw(0, lambda w: np.ma.masked_array(w, mask=np.zeros(w.shape, bool))),
+     TypeError, r"^weights\[0\] must be a numpy.ndarray.*mask.*found MaskedArray", True),
     # lr, epochs, batch_size
     ("lr-nan", put(lr=float("nan")), ValueError, r"^lr must be finite and > 0, found nan", False),
     ("lr-inf", put(lr=float("inf")), ValueError, r"^lr must be finite and > 0, found inf", False),
@@ -201,6 +238,12 @@ CASES = [
     ("x-inf", with_nan("x", (0, 0), -np.inf), ValueError, r"^x must be finite, found -inf at index \(0, 0\)", True),
     ("y-nan", with_nan("y", (3, 0)), ValueError, r"^y must be finite, found nan at index \(3, 0\)", False),
     ("y-inf", with_nan("y", (5, 1), np.inf), ValueError, r"^y must be finite, found inf at index \(5, 1\)", False),
+    ("y-none", put(y=None), TypeError, r"^y must be an array of targets.*found None", False),
+    ("x-beyond-float32", float32_net_x_beyond_range, ValueError,
+     r"^x must be finite in the network's dtype float32, found 1e\+200 at index \(0, 0\), "
+     r"beyond its largest value 3\.403e\+38", True),
+    ("check-finite-string", put(check_finite="no"), TypeError,
+     r"^check_finite must be True or False, found str", False),
     # containers
     ("weights-array", put(weights=lambda w: w[0]), TypeError,
      r"^weights must be a list or tuple.*found float64 array of shape \(3, 4\)", True),
@@ -212,7 +255,8 @@ CASES = [
      r"^weights\[1\] must be a numpy.ndarray.*found list", True),
     # parameters must start finite (training only)
     ("weight-nan", setw(1, lambda w: np.where(np.arange(w.size).reshape(w.shape) == 3, np.nan, w)),
-     ValueError, r"^weights and biases must be finite before training", False),
+     ValueError, r"^weights\[1\] must be finite before training, found nan at index \(1, 1\) "
+                 r"\(or pass check_finite=False\)", False),
 ]
 
 TRAINERS = [pytest.param(fastnn.train, id="fastnn"), pytest.param(reference.train, id="reference")]
@@ -258,6 +302,8 @@ def test_valid_base_case_trains(fn):
     # NumPy scalars are fine where Python numbers are
     fn(case["x"], case["y"], case["weights"], case["biases"], lr=np.float32(0.01),
        epochs=np.int64(2), batch_size=np.int32(4), shuffle=np.bool_(True), seed=np.int64(3))
+    fn(case["x"], case["y"], case["weights"], case["biases"], lr=np.array(0.01), epochs=1,
+       check_finite=np.bool_(False))  # a 0-d array is its number
 
 
 @pytest.mark.parametrize("fn", TRAINERS)
@@ -316,4 +362,25 @@ def test_error_leaves_earlier_parameters_untouched_even_with_valid_prefix(fn):
     snap = snapshot([x, y] + w + b)
     with pytest.raises(ValueError, match=r"^y must be finite"):
         fn(x, y, w, b, lr=0.01, epochs=3, batch_size=2)
+    assert_untouched(snap)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda z: reference.activation_forward(z, "softmax"), r"^activation must be one of .*'softmax'"),
+    (lambda z: reference.activation_forward(z, None), r"^activation must be one of .*None"),
+    (lambda z: reference.activation_backward(z, z, "gelu"), r"^activation must be one of .*'gelu'"),
+    (lambda z: reference.dense_forward(z, np.eye(2), None, "swish"), r"^activation must be one"),
+    (lambda z: reference.loss_forward_backward(z, z, "mae"), r"^loss must be one of .*'mae'"),
+    (lambda z: reference.loss_forward_backward(z, z, 2), r"^loss must be one of .*found 2"),
+    (lambda z: reference.optimizer_update(z, z, z.copy(), z.copy(), 99, np.zeros(7), False, 1, 0),
+     r"^rule must be one of 0, 1, 2, 3, found 99"),
+], ids=["act-softmax", "act-none", "slope-gelu", "dense-swish", "loss-mae", "loss-code",
+        "rule-99"])
+def test_reference_operations_refuse_unknown_names(call, pattern):
+    """The oracle's building blocks compute only what they name: an unknown name or code
+    used to fall through to identity, mse or scikit-learn's Adam."""
+    z = np.random.default_rng(6).standard_normal((3, 2))
+    snap = snapshot([z])
+    with pytest.raises(ValueError, match=pattern):
+        call(z)
     assert_untouched(snap)

@@ -225,7 +225,7 @@ def test_progress_on_cluster(client, monkeypatch, capsys):
     history = fastnn.train_many(x, y, copies(w), copies(b), lr=0.05, epochs=7, client=client,
                                 progress=True, task_seconds=0)
     last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]
-    assert last.startswith(f"epoch {K * 7}/{K * 7}  loss "), last
+    assert last.startswith(f"network-epoch {K * 7}/{K * 7}  mean loss "), last
     assert history.shape == (K, 7)
 
 

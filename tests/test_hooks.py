@@ -141,6 +141,72 @@ def test_callback_exception_propagates_and_weights_hold_that_epoch(net):
         assert a.tobytes() == e.tobytes()
 
 
+EDITS = {  # path: (network, train arguments); each takes the path its name says
+    "generic": (dict(widths=(4, 5, 3, 2)), dict(lr=0.01)),
+    "minibatch-adam": (dict(widths=(4, 5, 3, 2)), dict(batch_size=7, shuffle=True)),
+    "one-row": (dict(widths=(4, 5, 3, 2), biases=False), dict(lr=0.01, batch_size=1)),
+    "gram": (dict(widths=(40, 6, 2), rows=8, biases=False), dict(lr=0.01)),
+}
+
+
+def _halve_first_layer(w):
+    w[0][...] *= 0.5
+    w[0][0, 0] = 0.0
+
+
+@pytest.mark.parametrize("path", list(EDITS))
+def test_callback_changes_to_the_arrays_are_trained_on(path):
+    """A callback that changes the weights (a clip, a mask) is obeyed: the run equals
+    training to that epoch, changing the arrays, and training on in a second call
+    (the same optimizer object and row-order stream continue). Before, the next chunk
+    started from fastnn's own copy and overwrote the change."""
+    shape, kw = EDITS[path]
+    net = make_net(**shape)
+    x, y, weights, biases = net
+    at = 4
+
+    def optimizer():
+        return {"optimizer": fastnn.Adam(0.01)} if "lr" not in kw else {}
+
+    w, b = copies(weights, biases)
+    seed = np.random.default_rng(3)
+
+    def callback(epoch, loss):
+        if epoch == at:
+            _halve_first_layer(w)
+    history = fastnn.train(x, y, w, b, epochs=EPOCHS, callback=callback, seed=seed,
+                           **kw, **optimizer())
+    w2, b2 = copies(weights, biases)
+    seed, opt = np.random.default_rng(3), optimizer()
+    first = fastnn.train(x, y, w2, b2, epochs=at + 1, seed=seed, **kw, **opt)
+    _halve_first_layer(w2)
+    rest = fastnn.train(x, y, w2, b2, epochs=EPOCHS - at - 1, seed=seed, **kw, **opt)
+    assert_bitwise((history, params(w, b)), (np.concatenate([first, rest]), params(w2, b2)))
+    w3, b3 = copies(weights, biases)
+    untouched = fastnn.train(x, y, w3, b3, epochs=EPOCHS, seed=np.random.default_rng(3), **kw,
+                             **optimizer())
+    assert not np.array_equal(history, untouched)  # the change mattered
+
+
+def test_train_many_callback_changes_are_trained_on():
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((30, 4)), rng.standard_normal((30, 2))
+    w = [0.5 * rng.standard_normal((3, 4, 5)), 0.5 * rng.standard_normal((3, 5, 2))]
+    got = [a.copy() for a in w]
+
+    def callback(epoch, losses):
+        if epoch == 2:
+            got[0][1] *= 0.5
+    history = fastnn.train_many(x, y, got, lr=0.02, epochs=9, callback=callback)
+    expected = [a.copy() for a in w]
+    first = fastnn.train_many(x, y, expected, lr=0.02, epochs=3)
+    expected[0][1] *= 0.5
+    rest = fastnn.train_many(x, y, expected, lr=0.02, epochs=6)
+    np.testing.assert_array_equal(history, np.concatenate([first, rest], axis=1))
+    for a, e in zip(got, expected):
+        assert a.tobytes() == e.tobytes()
+
+
 # ----------------------------------------------------------------------------- same numbers
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -18,6 +18,7 @@ The Cluster (client=) tests are in test_cluster.py.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import as_strided
 
 import fastnn
 from fastnn import _driver, _many
@@ -696,8 +698,8 @@ def test_progress_counts_networks_times_epochs(monkeypatch, capsys):
     assert out == ""
     assert err.endswith("\n") and "\r" in err
     last = err.rstrip("\n").split("\r")[-1]
-    assert last.startswith(f"epoch {K * 10}/{K * 10}  loss "), last
-    shown = float(last.split()[3])
+    assert last.startswith(f"network-epoch {K * 10}/{K * 10}  mean loss "), last
+    shown = float(last.split()[4])
     assert shown == pytest.approx(float(np.mean(history[:, -1])), rel=1e-5)
 
 
@@ -708,7 +710,7 @@ def test_progress_stops_with_the_callback(monkeypatch, capsys):
                          callback=lambda e, losses: e < 3)
     assert history.shape == (K, 4)
     last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]
-    assert last.startswith(f"epoch {K * 4}/{K * 10}  "), last
+    assert last.startswith(f"network-epoch {K * 4}/{K * 10}  "), last
 
 
 def test_progress_with_every_network_frozen_warns_nothing(monkeypatch, capsys):
@@ -1002,6 +1004,20 @@ def _bad_cases():
         "labels-out-of-range": (dict(loss="softmax_ce", y=rng.integers(0, 5, 13)), ValueError,
                                 "y"),
         "unknown-keyword": (dict(validation=(x, y)), TypeError, "validation"),
+        "y-none": (dict(y=None), TypeError, "y must be an array of targets"),
+        "no-networks": (dict(weights=[w[0][:0], w[1][:0]], biases=None), ValueError,
+                        "weights[0] must hold at least one network"),
+        "lr-per-network-for-2d-weights": (dict(weights=[w[0][0], w[1][0]], biases=None,
+                                               lr=[0.1, 0.2, 0.3]), ValueError, "3-D"),
+        "check-finite-string": (dict(check_finite="no"), TypeError, "check_finite"),
+        "task-seconds-string": (dict(task_seconds="1"), TypeError, "task_seconds"),
+        "task-seconds-negative": (dict(task_seconds=-1.0), ValueError, "task_seconds"),
+        "nan-in-network-2-with-adam": (
+            dict(lr=None, optimizer=fastnn.Adam(0.01),
+                 weights=[w[0], np.where(np.arange(w[1].size).reshape(w[1].shape)
+                                         == w[1][0].size * 2 + 1, np.nan, w[1])]),
+            ValueError, "network 2: weights[1] must be finite before training, found nan at "
+                        "index (0, 1)"),
     }
     return x, y, w, b, cases
 
@@ -1041,6 +1057,35 @@ def test_bad_input_is_rejected_and_nothing_changes(case):
             assert np.array_equal(value, before[key], equal_nan=before[key].dtype.kind == "f"), key
     if isinstance(opt, fastnn.optim.Optimizer):
         assert opt.state() == (None, 0), "the optimizer took on a state"
+
+
+def _shared_memory_cases():
+    """Stacked arrays whose networks share memory where network 0's arrays do not."""
+    x, y, w, b = many_net(2)
+    n0, n1 = w[0][0].size, w[1][0].size
+    buf = np.random.default_rng(7).standard_normal(4 * n0 + x.size)
+    w0 = buf[:K * n0].reshape(w[0].shape)
+    one = as_strided(buf[:n0], w[0].shape, (0,) + w[0].strides[1:])  # K networks, one memory
+    w1_in_w0 = as_strided(buf[n0:], w[1].shape, (n1 * 8, w[1].strides[1], 8))  # in w0[1]
+    x_in_w0 = buf[2 * n0:2 * n0 + x.size].reshape(x.shape)  # from w0[2] on
+    return buf, {
+        "networks-one-memory": (x, [one, w[1].copy()], "weights[0] has elements that share memory"),
+        "layers-overlap-past-network-0": (x, [w0, w1_in_w0], "weights[1] and weights[0] share memory"),
+        "x-in-network-2": (x_in_w0, [w0, w[1].copy()], "weights[0] shares memory with x"),
+    }, y
+
+
+@pytest.mark.parametrize("case", ["networks-one-memory", "layers-overlap-past-network-0",
+                                  "x-in-network-2"])
+def test_memory_shared_by_any_network_is_rejected(case):
+    """Every network's arrays are checked, not network 0's alone: sharing memory would train
+    networks into one another, or change the data, silently."""
+    buf, cases, y = _shared_memory_cases()
+    x, w, message = cases[case]
+    before = buf.copy()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fastnn.train_many(x, y, w, lr=0.05, epochs=2)
+    assert_bitwise(buf, before, "the shared memory")
 
 
 def test_lr_of_the_wrong_length_names_lr():

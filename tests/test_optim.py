@@ -453,6 +453,53 @@ def test_constructor_rejects(name, build, exc, pattern):
     assert not isinstance(info.value, ValueError if exc is TypeError else TypeError)
 
 
+SETTINGS_SET_LATER = [
+    ("sgd-lr-negative", lambda: fastnn.SGD(0.1), "lr", -5.0, ValueError,
+     r"^lr must be finite and > 0, found -5\.0"),
+    ("sgd-lr-string", lambda: fastnn.SGD(0.1), "lr", "0.1", TypeError,
+     r"^lr must be a real number, found str"),
+    ("sgd-momentum-nan", lambda: fastnn.SGD(0.1, momentum=0.9), "momentum", np.nan, ValueError,
+     r"^momentum must be finite"),
+    ("adam-eps-zero", lambda: fastnn.Adam(), "eps", 0.0, ValueError, r"^eps must be finite and > 0"),
+    ("adam-betas-one", lambda: fastnn.Adam(), "betas", (0.9, 1.0), ValueError,
+     r"^betas\[1\] must be finite and >= 0 and < 1"),
+    ("adam-weight-decay-negative", lambda: fastnn.Adam(), "weight_decay", -1.0, ValueError,
+     r"^weight_decay must be finite and >= 0"),
+]
+
+
+@pytest.mark.parametrize("name, build, attr, value, exc, pattern", SETTINGS_SET_LATER,
+                         ids=[c[0] for c in SETTINGS_SET_LATER])
+def test_settings_set_later_are_checked_as_the_constructor_checks_them(
+        name, build, attr, value, exc, pattern):
+    """A setting changed between calls (a schedule) is checked when set: a negative lr
+    would train uphill, a string would fail deep inside."""
+    opt = build()
+    before = getattr(opt, attr)
+    with pytest.raises(exc, match=pattern):
+        setattr(opt, attr, value)
+    assert getattr(opt, attr) == before
+
+
+def test_a_setting_changed_between_calls_is_used():
+    """lr lowered between two calls (a schedule): fastnn follows the reference loop given
+    the same change, and the change matters."""
+    x, y, w, b, act = problem("sgd-momentum", "mse", F64)
+    histories = []
+    for trainer, schedule in ((fastnn.train, True), (reference.train, True),
+                              (fastnn.train, False)):
+        wc, bc = [a.copy() for a in w], None if b is None else [a.copy() for a in b]
+        opt = fastnn.SGD(0.05, momentum=0.9)
+        first = trainer(x, y, wc, bc, activation=act, loss="mse", optimizer=opt, epochs=3)
+        if schedule:
+            opt.lr = np.array(0.01)  # a 0-d array is its number
+            assert opt.lr == 0.01 and type(opt.lr) is float
+        rest = trainer(x, y, wc, bc, activation=act, loss="mse", optimizer=opt, epochs=3)
+        histories.append(np.concatenate([first, rest]))
+    np.testing.assert_allclose(histories[0], histories[1], rtol=RTOL[F64])
+    assert np.abs(histories[0][3:] - histories[2][3:]).max() > 1e-3 * np.abs(histories[2]).max()
+
+
 def test_constructor_accepts_the_edges():
     # the open and closed ends of each range, and NumPy scalars
     fastnn.Adam(betas=(0.0, 0.0), eps=1e-300, weight_decay=0.0)

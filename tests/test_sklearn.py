@@ -587,6 +587,7 @@ def test_log_loss_clipping_where_it_binds():
     (dict(shuffle="yes"), TypeError, r"'shuffle' parameter .* True or False"),
     (dict(hidden_layer_sizes=(4, 0)), ValueError, r"hidden_layer_sizes must be > 0"),
     (dict(hidden_layer_sizes=(4.5,)), TypeError, r"hidden_layer_sizes"),
+    (dict(hidden_layer_sizes=iter([4])), TypeError, r"hidden_layer_sizes.*list_iterator"),
 ])
 def test_bad_parameters_raise_at_fit_naming_what_is_supported(kind, params, error, match):
     _, X, y = PROBLEMS["reg" if kind == "MLPRegressor" else "binary"]
@@ -648,6 +649,21 @@ def _run_fresh(code):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_warm_start_with_other_layers_names_both_shapes(kind):
+    _, X, y = PROBLEMS["reg" if kind == "MLPRegressor" else "binary"]
+    est = getattr(fsk, kind)(hidden_layer_sizes=(5,), max_iter=2, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+        coefs = [c.copy() for c in est.coefs_]
+        est.set_params(hidden_layer_sizes=(6,))
+        with pytest.raises(ValueError, match=r"holds coefs_ of shapes \[\(\d+, 5\), \(5, 1\)\], "
+                                             r"but this call needs \[\(\d+, 6\), \(6, 1\)\]"):
+            est.fit(X, y)
+    assert all(np.array_equal(a, c) for a, c in zip(est.coefs_, coefs))
+
+
 def test_fastnn_imports_without_sklearn_and_fastnn_sklearn_says_how_to_get_it():
     result = _run_fresh("""
         import sys
@@ -662,4 +678,4 @@ def test_fastnn_imports_without_sklearn_and_fastnn_sklearn_says_how_to_get_it():
             raise SystemExit("no ImportError")
     """)
     assert result.returncode == 0, result.stderr
-    assert 'pip install "fastnn[sklearn]"' in result.stdout
+    assert "pip install scikit-learn" in result.stdout
