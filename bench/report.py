@@ -391,14 +391,16 @@ def hooks_section(results):
         "every epoch; `fastnn-print`: `print_every=1`, printed into a sink (fastnn's cost, not "
         "a terminal's). Losses are printed from each chunk's history, so printing needs no "
         "extra compiled calls; a callback sees the weights of its epoch, so every epoch is a "
-        "compiled call of its own, followed by the write-back into the user's arrays. What "
+        "compiled call of its own, followed by the write-back into the user's arrays and, "
+        "after the callback, the read-back of whatever it changed there (on the Gram path, a "
+        "comparison of the first layer first). What "
         "limits the callback rows: on relu2 and sigmoid2 (the Gram path) each call must form "
         "the first layer's weights, one 64×1000×n1 product that the path otherwise does once "
         "per call, against an epoch that costs about a 64×64×n1 product (the generic path "
         "would do two 64×1000×n1 products per epoch: slower still); on mlp3_gd "
         f"{_per_epoch_us(results, 'fastnn-callback', 'fastnn')} per call besides the epoch (the "
-        f"compiled call's {_call_arguments()} arguments, the write-back of six arrays, the "
-        "checkpoint an interrupt restores) against an epoch of "
+        f"compiled call's {_call_arguments()} arguments, the write-back and read-back of six "
+        "arrays, the checkpoint an interrupt restores) against an epoch of "
         f"{_per_epoch_us(results, 'fastnn')}."])
 
 
