@@ -145,6 +145,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     check_hooks(print_every, callback, callback_every, progress)
     check_flag(check_finite, "check_finite")
     net = check_network(x, y, weights, biases, activation, loss)
+    optimizer.check_dtype(net.dtype)
     validation, patience = check_validation(validation, early_stopping, net, loss)
     setup = Setup(batch_size=batch_size, in_order=not shuffle, validation=validation,
                   patience=patience, check_finite=check_finite)

@@ -94,6 +94,7 @@ def train_many(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=
     """
     nets, subsets = check_many(x, y, weights, biases, activation, loss, rows)
     optimizer = resolve(lr, optimizer, networks=len(nets))
+    optimizer.check_dtype(nets[0].dtype)
     epochs, batch_size = check_schedule(epochs, batch_size, shuffle, seed)
     check_hooks(None, callback, callback_every, progress)
     check_flag(check_finite, "check_finite")

@@ -115,6 +115,23 @@ class Optimizer:
         h[KO.LR] = self.lr
         return h
 
+    def check_dtype(self, dtype):
+        """Every setting must survive the cast to the network's dtype (float32 takes
+        values up to about 3.4e38, and rounds a positive lr or eps below 1.4e-45 to 0)."""
+        names = [n for n in self._numbers if hasattr(self, n)]
+        values = [(n, getattr(self, n)) for n in names]
+        values += [(f"betas[{i}]", b) for i, b in enumerate(getattr(self, "betas", ()))]
+        for name, value in values:
+            given = np.atleast_1d(np.asarray(value, np.float64))
+            with np.errstate(over="ignore"):
+                cast = given.astype(dtype)
+            bad = ~np.isfinite(cast) | ((cast == 0) & (name in ("lr", "eps")))
+            if bad.any():
+                k = int(np.argmax(bad))
+                raise ValueError(f"{name} must be representable in the network's dtype "
+                                 f"{np.dtype(dtype)}, found {float(given[k])!r}, which is "
+                                 f"{float(cast[k])!r} there")
+
     def per_network(self):
         """The number of networks the settings are given for (None: one setting for all)."""
         values = [getattr(self, name) for name in self._numbers] + list(getattr(self, "betas", ()))

@@ -233,6 +233,7 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     optimizer = resolve(lr, optimizer)
     epochs, batch_size = check_schedule(epochs, batch_size, shuffle, seed)
     net = check_network(x, y, weights, biases, activation, loss)
+    optimizer.check_dtype(net.dtype)
     val, patience = check_validation(validation, early_stopping, net, loss)
     params = [p for p in net.weights + net.biases if p is not None]
     check_flag(check_finite, "check_finite")

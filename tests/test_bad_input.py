@@ -123,6 +123,14 @@ def float32_net_x_beyond_range(c):
     c["x"][0, 0] = 1e200
 
 
+def float32_net(**kw):
+    def edit(c):
+        c["weights"] = [w.astype(np.float32) for w in c["weights"]]
+        c["biases"] = [b.astype(np.float32) for b in c["biases"]]
+        c["kw"].update(kw)
+    return edit
+
+
 def weight_view_of_y(c):
     big = np.random.default_rng(3).standard_normal((6, 6))
     c["y"] = big[:, :2]
@@ -213,6 +221,13 @@ CASES = [
     ("lr-string", put(lr="0.1"), TypeError, r"^lr must be a real number, found str", False),
     ("lr-none", put(lr=None), TypeError, r"^give exactly one of lr .* found neither", False),
     ("lr-bool", put(lr=True), TypeError, r"^lr must be a real number, found bool", False),
+    ("lr-0-in-float32", float32_net(lr=1e-50), ValueError,
+     r"^lr must be representable in the network's dtype float32, found 1e-50, which is 0.0", False),
+    ("lr-inf-in-float32", float32_net(lr=1e300), ValueError,
+     r"^lr must be representable in the network's dtype float32, found 1e\+300, which is inf",
+     False),
+    ("adam-eps-0-in-float32", float32_net(lr=None, optimizer=fastnn.Adam(eps=1e-50)), ValueError,
+     r"^eps must be representable in the network's dtype float32, found 1e-50", False),
     ("epochs-zero", put(epochs=0), ValueError, r"^epochs must be >= 1, found 0", False),
     ("epochs-negative", put(epochs=-5), ValueError, r"^epochs must be >= 1, found -5", False),
     ("epochs-float", put(epochs=2.0), TypeError, r"^epochs must be an int, found float", False),
