@@ -107,7 +107,8 @@ def train(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=None,
     callback : callable(epoch, loss), optional
         Called every ``callback_every`` epochs with the weights and biases up to date;
         returning False stops training after that epoch. It may change their values:
-        training continues from what it leaves in the arrays.
+        training continues from what it leaves in the arrays. A change to the
+        optimizer's settings takes effect at the next call.
     callback_every : int, default 1
     progress : bool, default False
         A progress bar (tqdm if installed, else a line on stderr).
