@@ -222,6 +222,7 @@ def fit(run, epochs, orders, hooks):
                 break
             if hooks.calls_back(done):
                 run.reload()  # the callback may have changed the user's arrays
+                check_start(run, AFTER_CALLBACK)
     except KeyboardInterrupt as exc:
         settle(run)
         if hasattr(orders, "keep"):
@@ -235,11 +236,14 @@ def fit(run, epochs, orders, hooks):
     return _joined(parts), _joined(val_parts)
 
 
-def check_start(run, hint=" (or pass check_finite=False)", names=("weights", "biases")):
+def check_start(run, hint=" (or pass check_finite=False)", names=("weights", "biases"),
+                where=""):
     """With check_finite, every parameter must be finite before training."""
     if run.check == KN.CHECK_LOSS and not np.isfinite(run.params).all():
-        check_params_finite(run.net.weights, run.net.biases, hint, names=names)
+        check_params_finite(run.net.weights, run.net.biases, hint, names=names, where=where)
 
+
+AFTER_CALLBACK = ", left there by the callback"
 
 
 def advance(run, count, orders):

@@ -112,12 +112,13 @@ def train_many(x, y, weights, biases=None, *, activation="relu", loss="sse", lr=
             epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
             check_finite=check_finite, on_divergence=on_divergence,
             task_seconds=task_seconds), progress)
+    n_threads = threads()  # FASTNN_THREADS checked before the optimizer is bound
     runs = build_runs(nets, subsets, optimizer, weights, biases, batch_size, shuffle,
                       check_finite)
     orders = network_orders(seed, len(runs)) if shuffle else [None] * len(runs)
     hooks = _driver.Hooks(epochs * len(runs), None, callback, callback_every, progress,
                           many=True)
-    return fit_many(runs, epochs, orders, hooks, on_divergence, threads())
+    return fit_many(runs, epochs, orders, hooks, on_divergence, n_threads)
 
 
 def build_runs(nets, subsets, optimizer, weights, biases, batch_size, shuffle, check_finite):
@@ -199,6 +200,7 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
             if hooks.calls_back(done):
                 for k in active:
                     runs[k].reload()  # the callback may have changed the user's arrays
+                    _driver.check_start(runs[k], _driver.AFTER_CALLBACK, where=f"network {k}: ")
     except KeyboardInterrupt as exc:
         pool.shutdown(wait=True, cancel_futures=True)  # chunks already running finish
         for k, future in pending.items():  # and were stored: their losses join the history

@@ -48,10 +48,14 @@ def _param(arr, name, dtype, update):
     if update and not arr.flags.writeable:
         raise ValueError(f"{name} is read-only, but fastnn updates it in place; "
                          f"pass a writeable array (for example {name.split('[')[0]}[i].copy())")
-    if update and _overlaps_itself(arr):
+    if update:
+        _check_apart_inside(arr, name)
+
+
+def _check_apart_inside(arr, name):
+    if _overlaps_itself(arr):
         raise ValueError(f"{name} has elements that share memory (strides {arr.strides} for "
-                         f"shape {arr.shape}), so its entries cannot be trained apart; "
-                         f"pass a copy")
+                         f"shape {arr.shape}), so they cannot be trained apart; pass a copy")
 
 
 def _overlaps_itself(a):
@@ -255,12 +259,13 @@ def named_params(weights, biases, names=("weights", "biases")):
 
 
 def check_params_finite(weights, biases, hint=" (or pass check_finite=False)", stacked=False,
-                        names=("weights", "biases")):
-    """A ValueError naming the first non-finite parameter (and network, when stacked)."""
+                        names=("weights", "biases"), where=""):
+    """A ValueError naming the first non-finite parameter (and network: ``where``, or the
+    first index when stacked)."""
     for name, p in named_params(weights, biases, names):
         if not np.isfinite(p).all():
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(p))[0])
-            where, index = (f"network {bad[0]}: ", bad[1:]) if stacked else ("", bad)
+            where, index = (f"network {bad[0]}: ", bad[1:]) if stacked else (where, bad)
             raise ValueError(f"{where}{name} must be finite before training, found "
                              f"{p[bad]} at index {index}{hint}")
 
@@ -426,15 +431,8 @@ def check_many(x, y, weights, biases, activation, loss, rows=None, update=True, 
     first = check_network(xa[0] if per_x else xa, None if y is None else ya[0] if per_y else ya,
                           [w[0] for w in weights], None if biases is None else [b[0] for b in biases],
                           activation, loss, update, targets)
-    if update:  # network 0's arrays are checked; now every network's, all K at once
-        params = named_params(weights, biases)
-        for name, p in params:
-            if _overlaps_itself(p):
-                raise ValueError(f"{name} has elements that share memory (strides {p.strides} "
-                                 f"for shape {p.shape}): networks or entries would train "
-                                 f"into one another; pass a copy")
-        _check_no_overlap(params)
-        check_apart(params, [("x", xa)] + ([] if y is None else [("y", ya)]))
+    if update:
+        _check_stacked_apart(weights, biases, xa, ya)
     data_x = _finite_cast(xa, "x", first.dtype) if per_x else first.x
     data_y = None
     if y is not None:
@@ -453,6 +451,15 @@ def check_many(x, y, weights, biases, activation, loss, rows=None, update=True, 
             dtype=first.dtype, widths=first.widths, activations=first.activations,
             loss=first.loss))
     return nets, _check_rows(rows, count, first.x.shape[0] if not per_x else data_x.shape[1])
+
+
+def _check_stacked_apart(weights, biases, xa, ya):
+    """Network 0's arrays are checked as train's; now every network's, all K at once."""
+    params = named_params(weights, biases)
+    for name, p in params:
+        _check_apart_inside(p, name)
+    _check_no_overlap(params)
+    check_apart(params, [("x", xa)] + ([] if ya is None else [("y", ya)]))
 
 
 def _stacked(a, name, count, min_ndim):

@@ -63,7 +63,12 @@ class _Checked:
         self.name = name
 
     def __get__(self, obj, owner=None):
-        return self if obj is None else obj.__dict__[self.name]
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
 
     def __set__(self, obj, value):
         obj.__dict__[self.name] = _setting(value, self.name, *self.bounds)
@@ -73,7 +78,12 @@ class _Betas:
     """Adam's pair of moment decay rates, each in [0, 1), checked whenever set."""
 
     def __get__(self, obj, owner=None):
-        return self if obj is None else obj.__dict__["betas"]
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__["betas"]
+        except KeyError:
+            raise AttributeError("betas") from None
 
     def __set__(self, obj, betas):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
@@ -116,8 +126,11 @@ class Optimizer:
         return h
 
     def check_dtype(self, dtype):
-        """Every setting must survive the cast to the network's dtype (float32 takes
-        values up to about 3.4e38, and rounds a positive lr or eps below 1.4e-45 to 0)."""
+        """At each train call: every setting must survive the cast to the network's dtype
+        (float32 takes values up to about 3.4e38, rounds a positive lr or eps below 1.4e-45
+        to 0 and a beta within 6e-8 of 1 to 1), and settings set since must agree."""
+        if self.nesterov and np.any(np.asarray(getattr(self, "momentum", 1.0)) == 0.0):
+            raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
         names = [n for n in self._numbers if hasattr(self, n)]
         values = [(n, getattr(self, n)) for n in names]
         values += [(f"betas[{i}]", b) for i, b in enumerate(getattr(self, "betas", ()))]
@@ -126,6 +139,7 @@ class Optimizer:
             with np.errstate(over="ignore"):
                 cast = given.astype(dtype)
             bad = ~np.isfinite(cast) | ((cast == 0) & (name in ("lr", "eps")))
+            bad |= (cast >= 1) & name.startswith("betas")
             if bad.any():
                 k = int(np.argmax(bad))
                 raise ValueError(f"{name} must be representable in the network's dtype "

@@ -181,9 +181,9 @@ class _BaseMLP(BaseEstimator):
         hidden = self.hidden_layer_sizes
         if not hasattr(hidden, "__iter__"):
             hidden = [hidden]
-        elif not isinstance(hidden, (list, tuple, np.ndarray)):  # array-like, not an iterator
+        elif not hasattr(hidden, "__len__"):  # an iterator would be used up by one fit
             raise TypeError(f"The 'hidden_layer_sizes' parameter of {name} must be an int or "
-                            f"a sequence of ints, found {type(hidden).__name__}")
+                            f"a sequence of ints, found an iterator ({type(hidden).__name__})")
         hidden = list(hidden)
         if not all(isinstance(h, numbers.Integral) and not _is_bool(h) for h in hidden):
             raise TypeError(f"The 'hidden_layer_sizes' parameter of {name} must be an int or "

@@ -904,11 +904,13 @@ def test_invalid_fastnn_threads(value, monkeypatch):
     monkeypatch.setenv("FASTNN_THREADS", value)
     x, y, w, b = many_net(2)
     wm, bm = copies(w), copies(b)
+    opt = fastnn.Adam(0.01)
     with pytest.raises(ValueError, match="FASTNN_THREADS") as info:
-        fastnn.train_many(x, y, wm, bm, lr=0.05, epochs=2)
+        fastnn.train_many(x, y, wm, bm, optimizer=opt, epochs=2)
     assert repr(value) in str(info.value)
     for a, a0 in zip(wm + bm, w + b):
         assert_bitwise(a, a0, "parameters")
+    assert opt.state() == (None, 0), "the optimizer took on a state"
 
 
 def test_one_blas_thread_inside_and_restored_after(spy):
@@ -1010,6 +1012,10 @@ def _bad_cases():
         "lr-per-network-for-2d-weights": (dict(weights=[w[0][0], w[1][0]], biases=None,
                                                lr=[0.1, 0.2, 0.3]), ValueError, "3-D"),
         "check-finite-string": (dict(check_finite="no"), TypeError, "check_finite"),
+        "lr-0-in-float32": (dict(weights=[a.astype(np.float32) for a in w], biases=None,
+                                 lr=[0.1, 1e-50, 0.1]), ValueError,
+                            "lr must be representable in the network's dtype float32, found "
+                            "1e-50"),
         "task-seconds-string": (dict(task_seconds="1"), TypeError, "task_seconds"),
         "task-seconds-negative": (dict(task_seconds=-1.0), ValueError, "task_seconds"),
         "nan-in-network-2-with-adam": (

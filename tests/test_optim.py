@@ -468,6 +468,35 @@ SETTINGS_SET_LATER = [
 ]
 
 
+@pytest.mark.parametrize("name, build, pattern", [
+    ("nesterov-momentum-set-to-0", lambda: _with(fastnn.SGD(0.1, momentum=0.9, nesterov=True),
+                                                  momentum=0.0),
+     r"^nesterov=True needs momentum > 0"),
+    ("beta-1-in-float32", lambda: fastnn.Adam(0.01, betas=(0.9, 0.99999999)),
+     r"^betas\[1\] must be representable in the network's dtype float32, found 0\.99999999, "
+     r"which is 1\.0"),
+    ("momentum-inf-in-float32", lambda: fastnn.SGD(0.1, momentum=1e40),
+     r"^momentum must be representable in the network's dtype float32, found 1e\+40"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_settings_are_checked_at_each_call(name, build, pattern):
+    """What only a train call can check: settings set since construction that contradict
+    each other, and settings the network's dtype cannot hold."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 1))
+    w = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((4, 1)).astype(np.float32)]
+    before = [a.copy() for a in w]
+    for trainer in (fastnn.train, reference.train):
+        with pytest.raises(ValueError, match=pattern):
+            trainer(x, y, w, optimizer=build(), epochs=2)
+    assert all(np.array_equal(a, c) for a, c in zip(w, before))
+
+
+def _with(opt, **settings):
+    for key, value in settings.items():
+        setattr(opt, key, value)
+    return opt
+
+
 @pytest.mark.parametrize("name, build, attr, value, exc, pattern", SETTINGS_SET_LATER,
                          ids=[c[0] for c in SETTINGS_SET_LATER])
 def test_settings_set_later_are_checked_as_the_constructor_checks_them(

@@ -587,7 +587,7 @@ def test_log_loss_clipping_where_it_binds():
     (dict(shuffle="yes"), TypeError, r"'shuffle' parameter .* True or False"),
     (dict(hidden_layer_sizes=(4, 0)), ValueError, r"hidden_layer_sizes must be > 0"),
     (dict(hidden_layer_sizes=(4.5,)), TypeError, r"hidden_layer_sizes"),
-    (dict(hidden_layer_sizes=iter([4])), TypeError, r"hidden_layer_sizes.*list_iterator"),
+    (dict(hidden_layer_sizes=iter([4])), TypeError, r"hidden_layer_sizes.*an iterator"),
 ])
 def test_bad_parameters_raise_at_fit_naming_what_is_supported(kind, params, error, match):
     _, X, y = PROBLEMS["reg" if kind == "MLPRegressor" else "binary"]
@@ -647,6 +647,16 @@ def _run_fresh(code):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, check=False,
                           capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("sizes", [range(4, 6), np.array([4, 5]), [4, 5], 4])
+def test_hidden_layer_sizes_of_any_sequence(sizes):
+    _, X, y = PROBLEMS["reg"]
+    est = fsk.MLPRegressor(hidden_layer_sizes=sizes, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    assert [c.shape[1] for c in est.coefs_[:-1]] == ([4] if isinstance(sizes, int) else [4, 5])
 
 
 @pytest.mark.parametrize("kind", KINDS)
