@@ -214,6 +214,8 @@ def fit(run, epochs, orders, hooks):
             parts.append(losses)
             val_parts.append(vlosses)
             if bad is not None:
+                if bad == 0 and done > 0 and hooks.calls_back(done):
+                    blame_callback(run)
                 raise DivergenceError(done + bad, *_last(parts), run.optimizer.lr,
                                       val_history=_joined(val_parts) if run.validating else None)
             done += len(losses)
@@ -222,7 +224,6 @@ def fit(run, epochs, orders, hooks):
                 break
             if hooks.calls_back(done):
                 run.reload()  # the callback may have changed the user's arrays
-                check_start(run, AFTER_CALLBACK)
     except KeyboardInterrupt as exc:
         settle(run)
         if hasattr(orders, "keep"):
@@ -236,14 +237,17 @@ def fit(run, epochs, orders, hooks):
     return _joined(parts), _joined(val_parts)
 
 
-def check_start(run, hint=" (or pass check_finite=False)", names=("weights", "biases"),
-                where=""):
+def check_start(run, hint=" (or pass check_finite=False)", names=("weights", "biases")):
     """With check_finite, every parameter must be finite before training."""
     if run.check == KN.CHECK_LOSS and not np.isfinite(run.params).all():
-        check_params_finite(run.net.weights, run.net.biases, hint, names=names, where=where)
+        check_params_finite(run.net.weights, run.net.biases, hint, names=names)
 
 
-AFTER_CALLBACK = ", left there by the callback"
+def blame_callback(run, where=""):
+    """The chunk after a callback diverged at once: a non-finite value the callback left in
+    the arrays gets a ValueError that says so (checked only here, where it costs nothing)."""
+    check_params_finite(run.net.weights, run.net.biases, ", left there by the callback",
+                        where=where)
 
 
 def advance(run, count, orders):

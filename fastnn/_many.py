@@ -189,6 +189,8 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
                 del pending[k]
                 this_round[k, :len(losses)] = losses
                 if bad is not None:
+                    if bad == 0 and done > 0 and hooks.calls_back(done):
+                        _driver.blame_callback(runs[k], where=f"network {k}: ")
                     diverged[k] = done + bad
             active = [k for k in active if k not in diverged]
             if diverged and on_divergence == "raise":
@@ -200,7 +202,6 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
             if hooks.calls_back(done):
                 for k in active:
                     runs[k].reload()  # the callback may have changed the user's arrays
-                    _driver.check_start(runs[k], _driver.AFTER_CALLBACK, where=f"network {k}: ")
     except KeyboardInterrupt as exc:
         pool.shutdown(wait=True, cancel_futures=True)  # chunks already running finish
         for k, future in pending.items():  # and were stored: their losses join the history
