@@ -8,7 +8,9 @@ of 20. Passing it other arrays raises ``ValueError``; ``reset()`` forgets the st
 """
 
 import copy
+import math
 import numbers
+import struct
 
 import numpy as np
 
@@ -50,6 +52,14 @@ def _real(value, name, low=None, high=None, low_open=False, high_open=False):
         rule = " and ".join(p for p in (lo, hi) if p)
         raise ValueError(f"{name} must be finite{' and ' + rule if rule else ''}, found {value!r}")
     return value
+
+
+def _as_float32(value):
+    """value rounded to float32, as a Python float (inf where float32 overflows)."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 class _Checked:
@@ -131,20 +141,17 @@ class Optimizer:
         to 0 and a beta within 6e-8 of 1 to 1), and settings set since must agree."""
         if self.nesterov and np.any(np.asarray(getattr(self, "momentum", 1.0)) == 0.0):
             raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
-        names = [n for n in self._numbers if hasattr(self, n)]
-        values = [(n, getattr(self, n)) for n in names]
+        if dtype == np.float64:  # every setting is a finite float64 already (checked when set)
+            return
+        values = [(n, getattr(self, n)) for n in self._numbers if hasattr(self, n)]
         values += [(f"betas[{i}]", b) for i, b in enumerate(getattr(self, "betas", ()))]
         for name, value in values:
-            given = np.atleast_1d(np.asarray(value, np.float64))
-            with np.errstate(over="ignore"):
-                cast = given.astype(dtype)
-            bad = ~np.isfinite(cast) | ((cast == 0) & (name in ("lr", "eps")))
-            bad |= (cast >= 1) & name.startswith("betas")
-            if bad.any():
-                k = int(np.argmax(bad))
-                raise ValueError(f"{name} must be representable in the network's dtype "
-                                 f"{np.dtype(dtype)}, found {float(given[k])!r}, which is "
-                                 f"{float(cast[k])!r} there")
+            for v in (value.tolist() if isinstance(value, np.ndarray) else (value,)):
+                cast = _as_float32(v)
+                if (math.isinf(cast) or (cast == 0 and name in ("lr", "eps"))
+                        or (cast >= 1 and name.startswith("betas"))):
+                    raise ValueError(f"{name} must be representable in the network's dtype "
+                                     f"{np.dtype(dtype)}, found {v!r}, which is {cast!r} there")
 
     def per_network(self):
         """The number of networks the settings are given for (None: one setting for all)."""
