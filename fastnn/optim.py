@@ -138,7 +138,7 @@ class Optimizer:
     def check_dtype(self, dtype):
         """At each train call: every setting must survive the cast to the network's dtype
         (float32 takes values up to about 3.4e38, rounds a positive lr or eps below 1.4e-45
-        to 0 and a beta within 6e-8 of 1 to 1), and settings set since must agree."""
+        to 0 and a beta within 3e-8 of 1 to 1), and settings set since must agree."""
         if self.nesterov and np.any(np.asarray(getattr(self, "momentum", 1.0)) == 0.0):
             raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
         if dtype == np.float64:  # every setting is a finite float64 already (checked when set)
