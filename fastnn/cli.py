@@ -133,7 +133,8 @@ def build_parser():
         description="Train K copies of a seed workload, from its initial point, with K\n"
                     "log-spaced learning rates in one fastnn.train_many call; print each\n"
                     "lr's final loss, the best lr, and the time against K sequential\n"
-                    "fastnn.train calls. A network that diverges stops alone (it is marked).",
+                    "fastnn.train calls. A network that diverges stops alone (it is marked);\n"
+                    "one that ends above its first epoch's loss is marked (grew).",
         epilog="workloads:\n" + "\n".join(lines) + "\n\nThe learning rates default to the "
                f"workload's lr / {SWEEP_SPAN:g} .. lr * {SWEEP_SPAN:g}.\nTimes are the best of "
                f"up to {MAX_RUNS} interleaved runs within about {TIME_BUDGET} s per side\n"
@@ -708,6 +709,7 @@ def _sweep_result(workload, problem, kwargs, rates, timing):
     finite = np.isfinite(history)
     diverged = [None if finite[k].all() else int(np.argmin(finite[k])) for k in range(count)]
     final = [None if d is not None else float(history[k, -1]) for k, d in enumerate(diverged)]
+    first = [float(history[k, 0]) if finite[k, 0] else None for k in range(count)]
     candidates = [k for k in range(count) if final[k] is not None]
     best = min(candidates, key=lambda k: final[k]) if candidates else None
     identical = all(
@@ -718,7 +720,7 @@ def _sweep_result(workload, problem, kwargs, rates, timing):
         workload=workload.name, shape=workload.shape, activation=workload.activation,
         loss=workload.loss, batch_size=workload.batch_size, epochs=epochs, count=count,
         lr_min=float(rates[0]), lr_max=float(rates[-1]), lrs=[float(r) for r in rates],
-        final_losses=final, diverged_at=diverged, best_index=best,
+        final_losses=final, first_losses=first, diverged_at=diverged, best_index=best,
         best_lr=None if best is None else float(rates[best]),
         best_final_loss=None if best is None else final[best],
         many_seconds=timing["many_seconds"], sequential_seconds=timing["sequential_seconds"],
@@ -741,6 +743,12 @@ def _sweep_report(fastnn, result, dtype):
     }
 
 
+def _grew(r, k):
+    """Network k finished finite but above its first epoch's loss: it did not learn."""
+    final, first = r["final_losses"][k], r["first_losses"][k]
+    return final is not None and first is not None and final > first
+
+
 def _print_sweep(out, r, dtype):
     batch = "full batch" if r["batch_size"] is None else f"batch_size={r['batch_size']}"
     print(f"fastnn sweep: {r['workload']} ({r['shape']}, {r['activation']}, {r['loss']}, "
@@ -752,16 +760,20 @@ def _print_sweep(out, r, dtype):
         if r["diverged_at"][k] is not None:
             cell = f"diverged at epoch {r['diverged_at'][k]}"
         else:
-            cell = f"{r['final_losses'][k]:12.4e}" + ("  <- best" if k == r["best_index"] else "")
+            cell = f"{r['final_losses'][k]:12.4e}" + ("  <- best" if k == r["best_index"] else
+                                                      "  (grew)" if _grew(r, k) else "")
         print(f"{k:>4}  {lr:>10.4g}  {cell}", file=out)
     print(file=out)
     n_diverged = sum(d is not None for d in r["diverged_at"])
+    n_grew = sum(_grew(r, k) for k in range(r["count"]))
     if r["best_index"] is None:
         print(f"best lr: none, every one of the {r['count']} networks diverged.", file=out)
     else:
         print(f"best lr: {r['best_lr']:.4g} (network {r['best_index']}), final loss "
               f"{r['best_final_loss']:.4e}; {n_diverged} of {r['count']} diverged "
-              "(stopped at their last finite epoch).", file=out)
+              "(stopped at their last finite epoch)"
+              + (f"; {n_grew} grew (a final loss above the first epoch's)" if n_grew else "")
+              + ".", file=out)
     where = (f"on {r['client']} ({r['workers']} workers, one run, data transfer included)"
              if r["client"] else f"on {r['threads']} thread{'s' if r['threads'] > 1 else ''}")
     faster = (f"{r['speedup']:.2f}x faster" if r["speedup"] >= 1

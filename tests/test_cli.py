@@ -375,7 +375,8 @@ def sweep_json(capsys, *args, status=0):
 SWEEP_FIELDS = {
     "fastnn_version", "numpy_version", "numba_version", "python_version", "cpu_count",
     "command", "dtype", "workload", "shape", "activation", "loss", "batch_size", "epochs",
-    "count", "lr_min", "lr_max", "lrs", "final_losses", "diverged_at", "best_index", "best_lr",
+    "count", "lr_min", "lr_max", "lrs", "final_losses", "first_losses", "diverged_at",
+    "best_index", "best_lr",
     "best_final_loss", "many_seconds", "sequential_seconds", "speedup", "many_runs",
     "sequential_runs", "identical", "threads", "client", "workers", "warmup", "total_seconds",
     "plot",
@@ -494,6 +495,32 @@ def test_sweep_table(capsys):
                      out), out
     assert "train_many equals the sequential calls bitwise: yes." in out
     assert "Traceback" not in err
+
+
+def test_sweep_marks_networks_that_grew(capsys):
+    """A finite final loss above the first epoch's (lr too large, short of overflowing) is
+    marked, so that 1e+302 does not read as a result."""
+    args = ("--count", "8", "--lr-min", "1", "--lr-max", "3.5")
+    report, _ = sweep_json(capsys, *args)
+    status, out, _ = sweep(capsys, *args)
+    assert status == 0
+    rows = {int(c[0]): c for c in (line.split() for line in out.splitlines())
+            if c and c[0].isdigit()}
+    grew = 0
+    for k, lr in enumerate(report["lrs"]):
+        p = build("mlp3_gd", np.float64)
+        w, b = p.copy_params()
+        try:
+            history = fastnn.train(p.x, p.y, w, b, **dict(p.train_kwargs(None), lr=lr))
+        except fastnn.DivergenceError as exc:
+            first, final = exc.history[0], None
+        else:
+            first, final = history[0], history[-1]
+        assert report["first_losses"][k] == first
+        marked = rows[k][-1] == "(grew)"
+        assert marked == (final is not None and final > first), rows[k]
+        grew += marked
+    assert grew >= 1 and f"; {grew} grew (a final loss above the first epoch's)." in out
 
 
 def test_sweep_every_network_diverged(capsys):
