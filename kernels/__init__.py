@@ -25,6 +25,8 @@ The training loop and its paths (one compiled call runs a chunk of epochs)::
                     sample.py (batch_size=1, plain SGD) or gram.py (full-batch plain SGD
                     on wide data)
 
+They trust their arguments, as BLAS does (``gemm`` alone checks its operands): develop
+with ``NUMBA_BOUNDSCHECK=1``, which turns an access past an array into ``IndexError``.
 ``fastnn/_state.py`` (``Run.call``) shows how it is called. Only the three entry
 points (``run_epochs``, ``predict_rows``, ``loss_and_grad``) are compiled as ordinary
 Numba functions; every other kernel is compiled for compiled callers alone (yours
