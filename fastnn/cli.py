@@ -645,8 +645,8 @@ def _run_sweep(args, rates, client):
         _print_sweep(sys.stdout, result, dtype)
     sys.stdout.flush()
     if result["best_index"] is None:
-        print(f"{command}: error: every learning rate diverged; try a smaller --lr-max",
-              file=sys.stderr)
+        print(f"{command}: error: every learning rate diverged or grew; try a smaller "
+              f"--lr-max", file=sys.stderr)
         return 1
     return 0
 
@@ -710,7 +710,8 @@ def _sweep_result(workload, problem, kwargs, rates, timing):
     diverged = [None if finite[k].all() else int(np.argmin(finite[k])) for k in range(count)]
     final = [None if d is not None else float(history[k, -1]) for k, d in enumerate(diverged)]
     first = [float(history[k, 0]) if finite[k, 0] else None for k in range(count)]
-    candidates = [k for k in range(count) if final[k] is not None]
+    candidates = [k for k in range(count)  # a network that grew did not learn: never the best
+                  if final[k] is not None and not _grew(final[k], first[k])]
     best = min(candidates, key=lambda k: final[k]) if candidates else None
     identical = all(
         np.array_equal(history[k, :len(h)], h) and np.isnan(history[k, len(h):]).all()
@@ -743,9 +744,8 @@ def _sweep_report(fastnn, result, dtype):
     }
 
 
-def _grew(r, k):
-    """Network k finished finite but above its first epoch's loss: it did not learn."""
-    final, first = r["final_losses"][k], r["first_losses"][k]
+def _grew(final, first):
+    """A network finished finite but above its first epoch's loss: it did not learn."""
     return final is not None and first is not None and final > first
 
 
@@ -760,14 +760,16 @@ def _print_sweep(out, r, dtype):
         if r["diverged_at"][k] is not None:
             cell = f"diverged at epoch {r['diverged_at'][k]}"
         else:
+            grew = _grew(r["final_losses"][k], r["first_losses"][k])
             cell = f"{r['final_losses'][k]:12.4e}" + ("  <- best" if k == r["best_index"] else
-                                                      "  (grew)" if _grew(r, k) else "")
+                                                      "  (grew)" if grew else "")
         print(f"{k:>4}  {lr:>10.4g}  {cell}", file=out)
     print(file=out)
     n_diverged = sum(d is not None for d in r["diverged_at"])
-    n_grew = sum(_grew(r, k) for k in range(r["count"]))
+    n_grew = sum(map(_grew, r["final_losses"], r["first_losses"]))
     if r["best_index"] is None:
-        print(f"best lr: none, every one of the {r['count']} networks diverged.", file=out)
+        print(f"best lr: none, every one of the {r['count']} networks diverged or grew.",
+              file=out)
     else:
         print(f"best lr: {r['best_lr']:.4g} (network {r['best_index']}), final loss "
               f"{r['best_final_loss']:.4e}; {n_diverged} of {r['count']} diverged "

@@ -137,8 +137,8 @@ class Optimizer:
 
     def check_dtype(self, dtype):
         """At each train call: every setting must survive the cast to the network's dtype
-        (float32 takes values up to about 3.4e38, rounds a positive lr or eps below 1.4e-45
-        to 0 and a beta within 3e-8 of 1 to 1), and settings set since must agree."""
+        (float32 takes values up to about 3.4e38, rounds a positive lr or eps below about
+        7e-46 to 0 and a beta within 3e-8 of 1 to 1), and settings set since must agree."""
         if self.nesterov and np.any(np.asarray(getattr(self, "momentum", 1.0)) == 0.0):
             raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
         if dtype == np.float64:  # every setting is a finite float64 already (checked when set)
@@ -146,11 +146,13 @@ class Optimizer:
         values = [(n, getattr(self, n)) for n in self._numbers if hasattr(self, n)]
         values += [(f"betas[{i}]", b) for i, b in enumerate(getattr(self, "betas", ()))]
         for name, value in values:
-            for v in (value.tolist() if isinstance(value, np.ndarray) else (value,)):
+            each = value.tolist() if isinstance(value, np.ndarray) else [value]
+            for k, v in enumerate(each):
                 cast = _as_float32(v)
                 if (math.isinf(cast) or (cast == 0 and name in ("lr", "eps"))
                         or (cast >= 1 and name.startswith("betas"))):
-                    raise ValueError(f"{name} must be representable in the network's dtype "
+                    which = f"{name}[{k}]" if isinstance(value, np.ndarray) else name
+                    raise ValueError(f"{which} must be representable in the network's dtype "
                                      f"{np.dtype(dtype)}, found {v!r}, which is {cast!r} there")
 
     def per_network(self):

@@ -26,7 +26,8 @@ The training loop and its paths (one compiled call runs a chunk of epochs)::
                     on wide data)
 
 They trust their arguments, as BLAS does (``gemm`` alone checks its operands): develop
-with ``NUMBA_BOUNDSCHECK=1``, which turns an access past an array into ``IndexError``.
+with ``NUMBA_BOUNDSCHECK=1`` and a ``NUMBA_CACHE_DIR`` of its own (the cache does not key
+on the flag), which turns an access past an array into ``IndexError``.
 ``fastnn/_state.py`` (``Run.call``) shows how it is called. Only the three entry
 points (``run_epochs``, ``predict_rows``, ``loss_and_grad``) are compiled as ordinary
 Numba functions; every other kernel is compiled for compiled callers alone (yours

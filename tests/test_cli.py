@@ -523,6 +523,19 @@ def test_sweep_marks_networks_that_grew(capsys):
     assert grew >= 1 and f"; {grew} grew (a final loss above the first epoch's)." in out
 
 
+def test_sweep_never_picks_a_network_that_grew(capsys):
+    """Every network here grows or diverges: none is the best, and the command fails."""
+    args = ("--count", "3", "--lr-min", "2.1", "--lr-max", "3")
+    report, err = sweep_json(capsys, *args, status=1)
+    assert report["best_index"] is None and report["best_lr"] is None
+    finals, firsts = report["final_losses"], report["first_losses"]
+    assert any(f is not None for f in finals)  # finite, but above the first epoch's loss
+    assert all(f is None or f > first for f, first in zip(finals, firsts))
+    assert "every learning rate diverged or grew" in err
+    status, out, _ = sweep(capsys, *args)
+    assert status == 1 and "<- best" not in out and "diverged or grew." in out
+
+
 def test_sweep_every_network_diverged(capsys):
     report, err = sweep_json(capsys, "--epochs", "300", "--count", "2", "--lr-min", "50",
                              "--lr-max", "100", status=1)

@@ -1014,7 +1014,7 @@ def _bad_cases():
         "check-finite-string": (dict(check_finite="no"), TypeError, "check_finite"),
         "lr-0-in-float32": (dict(weights=[a.astype(np.float32) for a in w], biases=None,
                                  lr=[0.1, 1e-50, 0.1]), ValueError,
-                            "lr must be representable in the network's dtype float32, found "
+                            "lr[1] must be representable in the network's dtype float32, found "
                             "1e-50"),
         "task-seconds-string": (dict(task_seconds="1"), TypeError, "task_seconds"),
         "task-seconds-negative": (dict(task_seconds=-1.0), ValueError, "task_seconds"),
