@@ -214,7 +214,7 @@ def fit(run, epochs, orders, hooks):
             parts.append(losses)
             val_parts.append(vlosses)
             if bad is not None:
-                if bad == 0 and done > 0 and hooks.calls_back(done):
+                if bad == 0 and hooks.called_back(done):
                     blame_callback(run)
                 raise DivergenceError(done + bad, *_last(parts), run.optimizer.lr,
                                       val_history=_joined(val_parts) if run.validating else None)
@@ -222,7 +222,7 @@ def fit(run, epochs, orders, hooks):
             rate = min(8 * rate, len(losses) * per_epoch / max(elapsed, 1e-6))
             if hooks.after_chunk(losses, done) or run.track[KN.STOPPED]:
                 break
-            if hooks.calls_back(done):
+            if hooks.called_back(done):
                 run.reload()  # the callback may have changed the user's arrays
     except KeyboardInterrupt as exc:
         settle(run)
@@ -394,6 +394,10 @@ class Hooks:
     def calls_back(self, end):
         """True when the callback runs after the epochs up to ``end``."""
         return self.callback is not None and end % self.every == 0
+
+    def called_back(self, done):
+        """True when the callback ran after the first ``done`` epochs (done > 0)."""
+        return done > 0 and self.calls_back(done)
 
     def after_chunk(self, losses, end):
         """Print and call back for the epochs just finished; True means stop."""

@@ -189,7 +189,7 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
                 del pending[k]
                 this_round[k, :len(losses)] = losses
                 if bad is not None:
-                    if bad == 0 and done > 0 and hooks.calls_back(done):
+                    if bad == 0 and hooks.called_back(done):
                         _driver.blame_callback(runs[k], where=f"network {k}: ")
                     diverged[k] = done + bad
             active = [k for k in active if k not in diverged]
@@ -199,7 +199,7 @@ def fit_many(runs, epochs, orders, hooks, on_divergence, n_threads):
             rate = min(8 * rate, chunk * per_epoch / max(elapsed, 1e-6))
             if hooks.after_chunk_many(this_round, done, len(active)):
                 return _padded(history, done)
-            if hooks.calls_back(done):
+            if hooks.called_back(done):
                 for k in active:
                     runs[k].reload()  # the callback may have changed the user's arrays
     except KeyboardInterrupt as exc:

@@ -84,16 +84,8 @@ class _Checked:
         obj.__dict__[self.name] = _setting(value, self.name, *self.bounds)
 
 
-class _Betas:
+class _Betas(_Checked):
     """Adam's pair of moment decay rates, each in [0, 1), checked whenever set."""
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
-        try:
-            return obj.__dict__["betas"]
-        except KeyError:
-            raise AttributeError("betas") from None
 
     def __set__(self, obj, betas):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
@@ -139,8 +131,7 @@ class Optimizer:
         """At each train call: every setting must survive the cast to the network's dtype
         (float32 takes values up to about 3.4e38, rounds a positive lr or eps below about
         7e-46 to 0 and a beta within 3e-8 of 1 to 1), and settings set since must agree."""
-        if self.nesterov and np.any(np.asarray(getattr(self, "momentum", 1.0)) == 0.0):
-            raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
+        self._check_nesterov()
         if dtype == np.float64:  # every setting is a finite float64 already (checked when set)
             return
         values = [(n, getattr(self, n)) for n in self._numbers if hasattr(self, n)]
@@ -154,6 +145,10 @@ class Optimizer:
                     which = f"{name}[{k}]" if isinstance(value, np.ndarray) else name
                     raise ValueError(f"{which} must be representable in the network's dtype "
                                      f"{np.dtype(dtype)}, found {v!r}, which is {cast!r} there")
+
+    def _check_nesterov(self):
+        if self.nesterov and np.any(np.asarray(getattr(self, "momentum", 1.0)) == 0.0):
+            raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
 
     def per_network(self):
         """The number of networks the settings are given for (None: one setting for all)."""
@@ -268,9 +263,8 @@ class SGD(Optimizer):
         self.momentum = momentum
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False, found {type(nesterov).__name__}")
-        if nesterov and np.any(np.asarray(self.momentum) == 0.0):
-            raise ValueError("nesterov=True needs momentum > 0, found momentum=0.0")
         self.nesterov = bool(nesterov)
+        self._check_nesterov()
         self.weight_decay = weight_decay
         super().__init__()
 

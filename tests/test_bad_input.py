@@ -116,19 +116,18 @@ def validation_view_of_weight(c):
     c["kw"]["validation"] = (c["weights"][0][:, :3], np.zeros((3, 2)))
 
 
-def float32_net_x_beyond_range(c):
-    c["weights"] = [w.astype(np.float32) for w in c["weights"]]
-    c["biases"] = [b.astype(np.float32) for b in c["biases"]]
-    c["x"] = c["x"].copy()
-    c["x"][0, 0] = 1e200
-
-
 def float32_net(**kw):
     def edit(c):
         c["weights"] = [w.astype(np.float32) for w in c["weights"]]
         c["biases"] = [b.astype(np.float32) for b in c["biases"]]
         c["kw"].update(kw)
     return edit
+
+
+def float32_net_x_beyond_range(c):
+    float32_net()(c)
+    c["x"] = c["x"].copy()
+    c["x"][0, 0] = 1e200
 
 
 def weight_view_of_y(c):
